@@ -1,0 +1,150 @@
+#include "engine.h"
+
+#include <cmath>
+#include <queue>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "../tensor/creation.h"
+#include "grad_mode.h"
+#include "ops.h"
+
+namespace mg::engine {
+namespace {
+
+struct NodeState {
+  int pending = 0;       // gradients still to arrive from needed parents
+  bool needed = false;   // some capture target or leaf to accumulate is reachable from here
+  bool visited = false;
+  Tensor buffer;         // sum of the gradients that arrived so far
+};
+
+struct BySequence {
+  bool operator()(const Node* a, const Node* b) const { return a->sequence_nr() < b->sequence_nr(); }
+};
+
+void check_finite(const Node& node, std::size_t input, const Tensor& g) {
+  for (double v : g.values_as_double())
+    MG_CHECK(std::isfinite(v), "anomaly: the backward of '", node.name(), "' (forward op #", node.sequence_nr(),
+             ") produced NaN or Inf in the gradient for its input ", input, " (", describe(g), ")");
+}
+
+void add_into(Tensor& buffer, const Tensor& g) {
+  buffer = buffer.defined() ? buffer + g : g;
+}
+
+}  // namespace
+
+TensorList run(const Request& request) {
+  std::unordered_map<Node*, NodeState> states;
+  std::unordered_map<Node*, std::vector<std::size_t>> captures;
+  std::vector<std::shared_ptr<Node>> keep_alive;  // accumulators created for inputs
+
+  for (std::size_t i = 0; i < request.inputs.size(); ++i) {
+    auto node = gradient_edge(request.inputs[i]);
+    captures[node.get()].push_back(i);
+    keep_alive.push_back(std::move(node));
+  }
+
+  // Discover the graph (iterative post-order DFS) and mark nodes from which a target is reachable.
+  std::vector<Node*> roots;
+  for (const Tensor& root : request.roots) {
+    auto node = gradient_edge(root);
+    roots.push_back(node.get());
+    keep_alive.push_back(std::move(node));
+  }
+  struct Frame {
+    Node* node;
+    std::size_t next_child;
+  };
+  std::vector<Frame> stack;
+  for (Node* root : roots) {
+    if (states[root].visited) continue;
+    states[root].visited = true;
+    stack.push_back({root, 0});
+    while (!stack.empty()) {
+      Frame& frame = stack.back();
+      if (frame.next_child < frame.node->next.size()) {
+        Node* child = frame.node->next[frame.next_child++].get();
+        if (child && !states[child].visited) {
+          states[child].visited = true;
+          stack.push_back({child, 0});
+        }
+        continue;
+      }
+      Node* node = frame.node;
+      stack.pop_back();
+      NodeState& state = states[node];
+      state.needed = captures.count(node) > 0 || (request.accumulate && node->is_accumulator());
+      for (const auto& child : node->next)
+        if (child && states[child.get()].needed) state.needed = true;
+    }
+  }
+  for (auto& [node, state] : states) {
+    if (!state.needed) continue;
+    for (const auto& child : node->next)
+      if (child && states[child.get()].needed) ++states[child.get()].pending;
+  }
+
+  TensorList results(request.inputs.size());
+  std::priority_queue<Node*, std::vector<Node*>, BySequence> ready;
+  for (std::size_t i = 0; i < roots.size(); ++i) {
+    GradModeGuard mode(request.create_graph);
+    add_into(states[roots[i]].buffer, request.root_grads[i]);
+  }
+  std::unordered_set<Node*> queued;
+  for (Node* root : roots) {
+    const NodeState& state = states[root];
+    if (state.needed && state.pending == 0 && queued.insert(root).second) ready.push(root);
+  }
+
+  while (!ready.empty()) {
+    Node* node = ready.top();
+    ready.pop();
+    NodeState& state = states[node];
+    Tensor grad = std::move(state.buffer);
+    state.buffer = Tensor();
+
+    if (auto it = captures.find(node); it != captures.end()) {
+      Tensor captured = grad.defined() ? grad : zeros(node->output_shape, node->output_dtype, node->output_device);
+      for (std::size_t i : it->second) results[i] = captured;
+    }
+    if (node->is_accumulator()) {
+      if (request.accumulate && grad.defined())
+        static_cast<AccumulateGrad*>(node)->accumulate(grad, request.create_graph);
+      continue;
+    }
+
+    bool feeds_needed = false;
+    for (const auto& child : node->next)
+      if (child && states[child.get()].needed) feeds_needed = true;
+
+    TensorList input_grads;
+    if (feeds_needed && grad.defined()) {
+      GradModeGuard mode(request.create_graph);
+      input_grads = node->apply(grad);
+      MG_CHECK(input_grads.size() == node->next.size(), "backward of ", node->name(), " returned ",
+               input_grads.size(), " gradients for ", node->next.size(), " inputs");
+    }
+    if (!request.retain_graph) node->release_saved();
+
+    for (std::size_t i = 0; i < node->next.size(); ++i) {
+      Node* child = node->next[i].get();
+      if (!child) continue;
+      NodeState& child_state = states[child];
+      if (!child_state.needed) continue;
+      if (i < input_grads.size() && input_grads[i].defined()) {
+        const Tensor& g = input_grads[i];
+        MG_CHECK(g.shape() == child->output_shape, "backward of ", node->name(), " returned a gradient of shape ",
+                 shape_str(g.shape()), " for input ", i, " of shape ", shape_str(child->output_shape));
+        if (AnomalyMode::is_enabled()) check_finite(*node, i, g);
+        GradModeGuard mode(request.create_graph);
+        add_into(child_state.buffer, g);
+      }
+      if (--child_state.pending == 0) ready.push(child);
+    }
+  }
+  return results;
+}
+
+}  // namespace mg::engine

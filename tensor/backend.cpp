@@ -1,0 +1,97 @@
+#include "backend.h"
+
+#include <array>
+#include <atomic>
+
+#include "cpu/cpu_backend.h"
+#include "error.h"
+
+namespace mg {
+namespace {
+
+std::array<std::atomic<Backend*>, kNumDeviceTypes>& registry() {
+  static std::array<std::atomic<Backend*>, kNumDeviceTypes> backends{};
+  return backends;
+}
+
+int slot(DeviceType type) {
+  const int i = static_cast<int>(type);
+  MG_CHECK(i >= 0 && i < kNumDeviceTypes, "backend: unknown device type ", i);
+  return i;
+}
+
+}  // namespace
+
+Backend& backend_for(Device device) {
+  Backend* backend = registry()[slot(device.type)].load(std::memory_order_acquire);
+  if (backend != nullptr) return *backend;
+  // The CPU backend is always there; asking for it by function keeps it linked in.
+  if (device.is_cpu()) return cpu_backend();
+  MG_FAIL("no kernels for device ", device, ": metagrad was built without CUDA (MG_CUDA=OFF)",
+          " or the CUDA backend was not registered");
+}
+
+void register_backend(DeviceType type, Backend* backend) {
+  registry()[slot(type)].store(backend, std::memory_order_release);
+}
+
+bool has_backend(DeviceType type) {
+  return type == DeviceType::CPU || registry()[slot(type)].load(std::memory_order_acquire) != nullptr;
+}
+
+const char* unary_op_name(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Neg: return "neg";
+    case UnaryOp::Exp: return "exp";
+    case UnaryOp::Log: return "log";
+    case UnaryOp::Sqrt: return "sqrt";
+    case UnaryOp::Rsqrt: return "rsqrt";
+    case UnaryOp::Abs: return "abs";
+    case UnaryOp::Sin: return "sin";
+    case UnaryOp::Cos: return "cos";
+    case UnaryOp::Tanh: return "tanh";
+    case UnaryOp::Sigmoid: return "sigmoid";
+    case UnaryOp::Relu: return "relu";
+    case UnaryOp::GeluTanh: return "gelu_tanh";
+    case UnaryOp::GeluErf: return "gelu";
+    case UnaryOp::Softplus: return "softplus";
+    case UnaryOp::Erf: return "erf";
+    case UnaryOp::Sign: return "sign";
+    case UnaryOp::Reciprocal: return "reciprocal";
+    case UnaryOp::Square: return "square";
+    case UnaryOp::Count: break;
+  }
+  return "unknown_unary";
+}
+
+const char* binary_op_name(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Add: return "add";
+    case BinaryOp::Sub: return "sub";
+    case BinaryOp::Mul: return "mul";
+    case BinaryOp::Div: return "div";
+    case BinaryOp::Pow: return "pow";
+    case BinaryOp::Maximum: return "maximum";
+    case BinaryOp::Minimum: return "minimum";
+    case BinaryOp::Eq: return "eq";
+    case BinaryOp::Ne: return "ne";
+    case BinaryOp::Lt: return "lt";
+    case BinaryOp::Le: return "le";
+    case BinaryOp::Gt: return "gt";
+    case BinaryOp::Ge: return "ge";
+    case BinaryOp::Count: break;
+  }
+  return "unknown_binary";
+}
+
+const char* reduce_op_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum: return "sum";
+    case ReduceOp::Max: return "max";
+    case ReduceOp::Min: return "min";
+    case ReduceOp::Count: break;
+  }
+  return "unknown_reduce";
+}
+
+}  // namespace mg

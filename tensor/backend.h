@@ -1,0 +1,89 @@
+#pragma once
+// The dispatch table: one Backend per device type. Every raw kernel goes through here,
+// so a second device (CUDA) plugs in by registering its Backend; nothing else changes.
+//
+// Conventions for all kernels: output tensors are allocated by the caller (tensor/kernels.cpp)
+// with their final shape and dtype; inputs arrive already broadcast to the shape the kernel
+// expects (expanded views with stride 0), with any strides and offsets. Kernels never throw
+// for shape reasons: kernels.cpp validates everything first.
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "device.h"
+
+namespace mg {
+
+class Tensor;
+
+enum class UnaryOp : uint8_t {
+  Neg, Exp, Log, Sqrt, Rsqrt, Abs, Sin, Cos, Tanh, Sigmoid, Relu,
+  GeluTanh, GeluErf, Softplus, Erf, Sign, Reciprocal, Square,
+  Count
+};
+enum class BinaryOp : uint8_t {
+  Add, Sub, Mul, Div, Pow, Maximum, Minimum,
+  Eq, Ne, Lt, Le, Gt, Ge,  // produce 1 or 0 in the inputs' dtype
+  Count
+};
+enum class ReduceOp : uint8_t { Sum, Max, Min, Count };
+enum class RandomKind : uint8_t { Uniform, Normal, Integer };
+
+const char* unary_op_name(UnaryOp op);
+const char* binary_op_name(BinaryOp op);
+const char* reduce_op_name(ReduceOp op);
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  virtual void* allocate(std::size_t nbytes, Device device) = 0;
+  virtual void deallocate(void* data, std::size_t nbytes, Device device) = 0;
+
+  // dst[i] = src[i]; same shape, any strides, converting dtype when they differ.
+  // src may live on another device (for .to(device)); the backend of dst's device is called.
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;
+  virtual void fill(const Tensor& dst, double value) = 0;
+  // dst[i] = start + i * step, dst contiguous.
+  virtual void arange(const Tensor& dst, double start, double step) = 0;
+  // Counter-based Philox 4x32-10: element i of a contiguous dst draws from counter offset + i.
+  // Uniform in [a, b), Normal(a, b) with mean a and std b, Integer in [a, b).
+  virtual void random(const Tensor& dst, RandomKind kind, uint64_t seed, uint64_t offset, double a, double b) = 0;
+
+  // out = op(x); x has out's shape.
+  virtual void unary(UnaryOp op, const Tensor& x, const Tensor& out) = 0;
+  // out = op(a, b); a and b have out's shape (possibly expanded) and out's dtype.
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  // out = cond != 0 ? a : b; all have out's shape; cond may have any dtype.
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+
+  // Reduces x over dims (sorted, unique) into out, which has x's shape with those dims set to 1.
+  virtual void reduce(ReduceOp op, const Tensor& x, const std::vector<int>& dims, const Tensor& out) = 0;
+  // Max (or min) along one dim: values and int64 indices, both of x's shape with dim set to 1.
+  // The first index wins ties.
+  virtual void arg_reduce(ReduceOp op, const Tensor& x, int dim, const Tensor& values, const Tensor& indices) = 0;
+
+  // out[b] = a[b] @ b[b]: a is [B,M,K], b is [B,K,N], out is [B,M,N] contiguous. Any strides on
+  // a and b (a transposed operand is a stride swap, a broadcast batch is stride 0).
+  virtual void matmul(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+
+  // Softmax or log-softmax of x along dim into out (same shape).
+  virtual void softmax(const Tensor& x, int dim, bool log, const Tensor& out) = 0;
+
+  // out = x.index_select(dim, index); index is 1-D int64, already range-checked.
+  virtual void index_select(const Tensor& x, int dim, const Tensor& index, const Tensor& out) = 0;
+  // out.index_select(dim, index) += src, in place on out.
+  virtual void index_add(const Tensor& out, int dim, const Tensor& index, const Tensor& src) = 0;
+  // out[..i..] = x[..index[..i..]..] along dim; index has out's shape.
+  virtual void gather(const Tensor& x, int dim, const Tensor& index, const Tensor& out) = 0;
+  // out[..index[..i..]..] += src[..i..] along dim, in place on out; index has src's shape.
+  virtual void scatter_add(const Tensor& out, int dim, const Tensor& index, const Tensor& src) = 0;
+};
+
+// The backend registered for a device's type; throws mg::Error when none is (e.g. cuda without MG_CUDA).
+Backend& backend_for(Device device);
+void register_backend(DeviceType type, Backend* backend);
+bool has_backend(DeviceType type);
+
+}  // namespace mg

@@ -1,0 +1,122 @@
+#include "cpu_allocator.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "../error.h"
+
+namespace mg::cpu {
+namespace {
+
+// Small blocks round up to a power of two (at least 64 bytes); large ones to a multiple of
+// 1 MiB, which wastes at most 1 MiB per block instead of up to half of it.
+constexpr std::size_t kLargeBlock = std::size_t{1} << 20;
+// The cache never holds more than this; blocks freed beyond it go back to the system.
+constexpr std::size_t kMaxCachedBytes = std::size_t{1} << 30;
+
+std::size_t bucket_size(std::size_t nbytes) {
+  if (nbytes <= kAlignment) return kAlignment;
+  if (nbytes > kLargeBlock) {
+    const std::size_t units = (nbytes + kLargeBlock - 1) / kLargeBlock;
+    return units * kLargeBlock;
+  }
+  std::size_t size = kAlignment;
+  while (size < nbytes) size <<= 1;
+  return size;
+}
+
+class CachingAllocator {
+ public:
+  // MG_CPU_CACHE=0 turns the cache off (every block goes straight back to the system), which
+  // lets AddressSanitizer see use-after-free of tensor memory.
+  CachingAllocator() {
+    const char* env = std::getenv("MG_CPU_CACHE");
+    caching_ = !(env != nullptr && std::string_view(env) == "0");
+  }
+
+  void* allocate(std::size_t nbytes) {
+    MG_CHECK(nbytes <= (std::size_t{1} << 62), "cpu: cannot allocate ", nbytes, " bytes");
+    const std::size_t size = bucket_size(nbytes);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        void* block = it->second.back();
+        it->second.pop_back();
+        cached_bytes_ -= size;
+        allocated_bytes_ += size;
+        ++hits_;
+        return block;
+      }
+      ++misses_;
+    }
+    void* block = std::aligned_alloc(kAlignment, size);
+    if (block == nullptr) {
+      release();
+      block = std::aligned_alloc(kAlignment, size);
+    }
+    MG_CHECK(block != nullptr, "cpu: out of memory allocating ", nbytes, " bytes");
+    std::lock_guard<std::mutex> lock(mutex_);
+    allocated_bytes_ += size;
+    return block;
+  }
+
+  void deallocate(void* block, std::size_t nbytes) {
+    if (block == nullptr) return;
+    const std::size_t size = bucket_size(nbytes);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      allocated_bytes_ -= size;
+      if (caching_ && cached_bytes_ + size <= kMaxCachedBytes) {
+        free_[size].push_back(block);
+        cached_bytes_ += size;
+        return;
+      }
+    }
+    std::free(block);
+  }
+
+  void release() {
+    std::unordered_map<std::size_t, std::vector<void*>> blocks;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      blocks.swap(free_);
+      cached_bytes_ = 0;
+    }
+    for (auto& [size, list] : blocks)
+      for (void* block : list) std::free(block);
+  }
+
+  AllocatorStats stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return AllocatorStats{cached_bytes_, allocated_bytes_, hits_, misses_};
+  }
+
+ private:
+  bool caching_ = true;
+  std::mutex mutex_;
+  std::unordered_map<std::size_t, std::vector<void*>> free_;
+  std::size_t cached_bytes_ = 0;
+  std::size_t allocated_bytes_ = 0;
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+};
+
+// Never destroyed: tensors held by other static objects may be freed after main returns.
+CachingAllocator& instance() {
+  static CachingAllocator* allocator = new CachingAllocator();
+  return *allocator;
+}
+
+}  // namespace
+
+void* allocate(std::size_t nbytes) { return instance().allocate(nbytes); }
+void deallocate(void* data, std::size_t nbytes) { instance().deallocate(data, nbytes); }
+AllocatorStats allocator_stats() { return instance().stats(); }
+void release_cached_memory() { instance().release(); }
+
+}  // namespace mg::cpu

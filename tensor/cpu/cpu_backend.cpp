@@ -1,0 +1,69 @@
+#include "cpu_backend.h"
+
+#include "../tensor.h"
+#include "cpu_allocator.h"
+#include "cpu_kernels.h"
+
+namespace mg {
+namespace {
+
+void check_cpu(const char* op, const Tensor& t) {
+  MG_CHECK(t.device().is_cpu(), "cpu backend: ", op, " got a tensor on ", t.device());
+}
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+
+  void* allocate(std::size_t nbytes, Device) override { return cpu::allocate(nbytes); }
+  void deallocate(void* data, std::size_t nbytes, Device) override { cpu::deallocate(data, nbytes); }
+
+  void copy(const Tensor& src, const Tensor& dst) override {
+    // Transfers to or from another device go through that device's backend.
+    check_cpu("copy", src);
+    check_cpu("copy", dst);
+    cpu::copy(src, dst);
+  }
+  void fill(const Tensor& dst, double value) override { cpu::fill(dst, value); }
+  void arange(const Tensor& dst, double start, double step) override { cpu::arange(dst, start, step); }
+  void random(const Tensor& dst, RandomKind kind, uint64_t seed, uint64_t offset, double a, double b) override {
+    cpu::random(dst, kind, seed, offset, a, b);
+  }
+  void unary(UnaryOp op, const Tensor& x, const Tensor& out) override { cpu::unary(op, x, out); }
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override {
+    cpu::binary(op, a, b, out);
+  }
+  void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override {
+    cpu::where(cond, a, b, out);
+  }
+  void reduce(ReduceOp op, const Tensor& x, const std::vector<int>& dims, const Tensor& out) override {
+    cpu::reduce(op, x, dims, out);
+  }
+  void arg_reduce(ReduceOp op, const Tensor& x, int dim, const Tensor& values, const Tensor& indices) override {
+    cpu::arg_reduce(op, x, dim, values, indices);
+  }
+  void matmul(const Tensor& a, const Tensor& b, const Tensor& out) override { cpu::matmul(a, b, out); }
+  void softmax(const Tensor& x, int dim, bool log, const Tensor& out) override { cpu::softmax(x, dim, log, out); }
+  void index_select(const Tensor& x, int dim, const Tensor& index, const Tensor& out) override {
+    cpu::index_select(x, dim, index, out);
+  }
+  void index_add(const Tensor& out, int dim, const Tensor& index, const Tensor& src) override {
+    cpu::index_add(out, dim, index, src);
+  }
+  void gather(const Tensor& x, int dim, const Tensor& index, const Tensor& out) override {
+    cpu::gather(x, dim, index, out);
+  }
+  void scatter_add(const Tensor& out, int dim, const Tensor& index, const Tensor& src) override {
+    cpu::scatter_add(out, dim, index, src);
+  }
+};
+
+}  // namespace
+
+Backend& cpu_backend() {
+  // Never destroyed: storages owned by static objects may be freed after main returns.
+  static CpuBackend* backend = new CpuBackend();
+  return *backend;
+}
+
+}  // namespace mg

@@ -1,0 +1,264 @@
+// Elementwise CPU kernels: copy (with dtype conversion), fill, arange, unary, binary, where.
+// Every one is a strided loop (strided_loop.h) whose inner run has a dense fast path that the
+// compiler vectorises.
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "convert.h"
+#include "cpu_kernels.h"
+#include "strided_loop.h"
+
+namespace mg::cpu {
+namespace {
+
+template <typename T>
+T* at(char* p, int64_t byte_offset) {
+  return reinterpret_cast<T*>(p + byte_offset);
+}
+
+// ---- copy, fill, arange ----
+
+template <typename S, typename D>
+void copy_typed(const Tensor& src, const Tensor& dst) {
+  if constexpr (std::is_same_v<S, D>) {
+    if (src.is_contiguous() && dst.is_contiguous()) {
+      const char* from = bytes(src);
+      char* to = bytes(dst);
+      const int64_t n = dst.numel();
+      parallel_for(n, 1, [&](int64_t begin, int64_t end) {
+        std::memcpy(to + begin * sizeof(D), from + begin * sizeof(D), static_cast<size_t>(end - begin) * sizeof(D));
+      });
+      return;
+    }
+  }
+  const auto plan = make_plan<2>(dst.shape(), {&dst.strides(), &src.strides()}, {sizeof(D), sizeof(S)});
+  run(plan, {bytes(dst), bytes(src)}, [](std::array<char*, 2> p, const std::array<int64_t, 2>& s, int64_t n) {
+    if (s[0] == sizeof(D) && s[1] == sizeof(S)) {
+      D* out = at<D>(p[0], 0);
+      const S* in = at<S>(p[1], 0);
+      for (int64_t i = 0; i < n; ++i) out[i] = convert<D>(in[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) *at<D>(p[0], i * s[0]) = convert<D>(*at<S>(p[1], i * s[1]));
+    }
+  });
+}
+
+}  // namespace
+
+void copy(const Tensor& src, const Tensor& dst) {
+  dispatch_dtype(src.dtype(), [&]<typename S>() {
+    dispatch_dtype(dst.dtype(), [&]<typename D>() { copy_typed<S, D>(src, dst); });
+  });
+}
+
+void fill(const Tensor& dst, double value) {
+  dispatch_dtype(dst.dtype(), [&]<typename T>() {
+    const T v = convert<T>(value);
+    const auto plan = make_plan<1>(dst.shape(), {&dst.strides()}, {sizeof(T)});
+    run(plan, {bytes(dst)}, [v](std::array<char*, 1> p, const std::array<int64_t, 1>& s, int64_t n) {
+      if (s[0] == sizeof(T)) {
+        T* out = at<T>(p[0], 0);
+        for (int64_t i = 0; i < n; ++i) out[i] = v;
+      } else {
+        for (int64_t i = 0; i < n; ++i) *at<T>(p[0], i * s[0]) = v;
+      }
+    });
+  });
+}
+
+void arange(const Tensor& dst, double start, double step) {
+  dispatch_dtype(dst.dtype(), [&]<typename T>() {
+    T* out = dst.data_ptr<T>();
+    parallel_for(dst.numel(), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[i] = convert<T>(start + static_cast<double>(i) * step);
+    });
+  });
+}
+
+// ---- unary ----
+namespace {
+
+constexpr bool integer_unary(UnaryOp op) {
+  return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign || op == UnaryOp::Square;
+}
+
+template <UnaryOp Op, typename T>
+inline T unary_fn(T x) {
+  if constexpr (std::is_integral_v<T>) {
+    // Two's-complement wrap-around instead of signed-overflow UB (e.g. -INT64_MIN).
+    const uint64_t u = static_cast<uint64_t>(x);
+    if constexpr (Op == UnaryOp::Neg) return static_cast<T>(uint64_t{0} - u);
+    if constexpr (Op == UnaryOp::Abs) return x < 0 ? static_cast<T>(uint64_t{0} - u) : x;
+    if constexpr (Op == UnaryOp::Sign) return static_cast<T>((x > 0) - (x < 0));
+    if constexpr (Op == UnaryOp::Square) return static_cast<T>(u * u);
+    return x;
+  } else {
+    if constexpr (Op == UnaryOp::Neg) return -x;
+    if constexpr (Op == UnaryOp::Exp) return std::exp(x);
+    if constexpr (Op == UnaryOp::Log) return std::log(x);
+    if constexpr (Op == UnaryOp::Sqrt) return std::sqrt(x);
+    if constexpr (Op == UnaryOp::Rsqrt) return T(1) / std::sqrt(x);
+    if constexpr (Op == UnaryOp::Abs) return std::abs(x);
+    if constexpr (Op == UnaryOp::Sin) return std::sin(x);
+    if constexpr (Op == UnaryOp::Cos) return std::cos(x);
+    if constexpr (Op == UnaryOp::Tanh) return std::tanh(x);
+    if constexpr (Op == UnaryOp::Sigmoid) {
+      // Never exp of a large positive number.
+      if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+      const T e = std::exp(x);
+      return e / (T(1) + e);
+    }
+    if constexpr (Op == UnaryOp::Relu) return x < T(0) ? T(0) : x;  // NaN passes through
+    if constexpr (Op == UnaryOp::GeluTanh) {
+      const T k = T(0.7978845608028654);  // sqrt(2 / pi)
+      return T(0.5) * x * (T(1) + std::tanh(k * (x + T(0.044715) * x * x * x)));
+    }
+    if constexpr (Op == UnaryOp::GeluErf) return T(0.5) * x * (T(1) + std::erf(x * T(0.7071067811865476)));
+    if constexpr (Op == UnaryOp::Softplus) return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x)));
+    if constexpr (Op == UnaryOp::Erf) return std::erf(x);
+    if constexpr (Op == UnaryOp::Sign) return std::isnan(x) ? x : T((x > T(0)) - (x < T(0)));
+    if constexpr (Op == UnaryOp::Reciprocal) return T(1) / x;
+    if constexpr (Op == UnaryOp::Square) return x * x;
+    return x;
+  }
+}
+
+template <UnaryOp Op, typename T>
+void unary_typed(const Tensor& x, const Tensor& out) {
+  if constexpr (std::is_integral_v<T> && !integer_unary(Op)) {
+    MG_FAIL(unary_op_name(Op), ": dtype int64 is not supported");
+  } else {
+    const auto plan = make_plan<2>(out.shape(), {&out.strides(), &x.strides()}, {sizeof(T), sizeof(T)});
+    run(plan, {bytes(out), bytes(x)}, [](std::array<char*, 2> p, const std::array<int64_t, 2>& s, int64_t n) {
+      if (s[0] == sizeof(T) && s[1] == sizeof(T)) {
+        T* o = at<T>(p[0], 0);
+        const T* a = at<T>(p[1], 0);
+        for (int64_t i = 0; i < n; ++i) o[i] = unary_fn<Op>(a[i]);
+      } else {
+        for (int64_t i = 0; i < n; ++i) *at<T>(p[0], i * s[0]) = unary_fn<Op>(*at<T>(p[1], i * s[1]));
+      }
+    });
+  }
+}
+
+template <typename T, size_t... I>
+void unary_dispatch(UnaryOp op, const Tensor& x, const Tensor& out, std::index_sequence<I...>) {
+  const bool found = ((op == static_cast<UnaryOp>(I) ? (unary_typed<static_cast<UnaryOp>(I), T>(x, out), true)
+                                                       : false) ||
+                      ...);
+  MG_CHECK(found, "unary: unknown op ", static_cast<int>(op));
+}
+
+}  // namespace
+
+void unary(UnaryOp op, const Tensor& x, const Tensor& out) {
+  dispatch_dtype(out.dtype(), [&]<typename T>() {
+    unary_dispatch<T>(op, x, out, std::make_index_sequence<static_cast<size_t>(UnaryOp::Count)>{});
+  });
+}
+
+// ---- binary ----
+namespace {
+
+template <BinaryOp Op, typename T>
+inline T binary_fn(T a, T b) {
+  if constexpr (Op == BinaryOp::Add || Op == BinaryOp::Sub || Op == BinaryOp::Mul) {
+    if constexpr (std::is_integral_v<T>) {  // wrap around instead of signed-overflow UB
+      const uint64_t ua = static_cast<uint64_t>(a), ub = static_cast<uint64_t>(b);
+      if constexpr (Op == BinaryOp::Add) return static_cast<T>(ua + ub);
+      if constexpr (Op == BinaryOp::Sub) return static_cast<T>(ua - ub);
+      return static_cast<T>(ua * ub);
+    } else {
+      if constexpr (Op == BinaryOp::Add) return a + b;
+      if constexpr (Op == BinaryOp::Sub) return a - b;
+      return a * b;
+    }
+  }
+  if constexpr (Op == BinaryOp::Div) return a / b;
+  if constexpr (Op == BinaryOp::Pow) {
+    if constexpr (std::is_floating_point_v<T>) return std::pow(a, b);
+    return T(0);  // rejected by kernels.cpp
+  }
+  if constexpr (Op == BinaryOp::Maximum || Op == BinaryOp::Minimum) {
+    if constexpr (std::is_floating_point_v<T>) {  // NaN propagates, like torch.maximum
+      if (std::isnan(a)) return a;
+      if (std::isnan(b)) return b;
+    }
+    if constexpr (Op == BinaryOp::Maximum) return a > b ? a : b;
+    return a < b ? a : b;
+  }
+  if constexpr (Op == BinaryOp::Eq) return T(a == b);
+  if constexpr (Op == BinaryOp::Ne) return T(a != b);
+  if constexpr (Op == BinaryOp::Lt) return T(a < b);
+  if constexpr (Op == BinaryOp::Le) return T(a <= b);
+  if constexpr (Op == BinaryOp::Gt) return T(a > b);
+  if constexpr (Op == BinaryOp::Ge) return T(a >= b);
+  return T(0);
+}
+
+template <BinaryOp Op, typename T>
+void binary_typed(const Tensor& a, const Tensor& b, const Tensor& out) {
+  if constexpr (std::is_integral_v<T> && (Op == BinaryOp::Div || Op == BinaryOp::Pow)) {
+    MG_FAIL(binary_op_name(Op), ": dtype int64 is not supported");
+  } else {
+    constexpr int64_t e = sizeof(T);
+    const auto plan = make_plan<3>(out.shape(), {&out.strides(), &a.strides(), &b.strides()}, {e, e, e});
+    run(plan, {bytes(out), bytes(a), bytes(b)},
+        [](std::array<char*, 3> p, const std::array<int64_t, 3>& s, int64_t n) {
+          T* o = at<T>(p[0], 0);
+          const T* x = at<T>(p[1], 0);
+          const T* y = at<T>(p[2], 0);
+          if (s[0] == e && s[1] == e && s[2] == e) {
+            for (int64_t i = 0; i < n; ++i) o[i] = binary_fn<Op>(x[i], y[i]);
+          } else if (s[0] == e && s[1] == e && s[2] == 0) {
+            const T yv = *y;
+            for (int64_t i = 0; i < n; ++i) o[i] = binary_fn<Op>(x[i], yv);
+          } else if (s[0] == e && s[1] == 0 && s[2] == e) {
+            const T xv = *x;
+            for (int64_t i = 0; i < n; ++i) o[i] = binary_fn<Op>(xv, y[i]);
+          } else {
+            for (int64_t i = 0; i < n; ++i)
+              *at<T>(p[0], i * s[0]) = binary_fn<Op>(*at<T>(p[1], i * s[1]), *at<T>(p[2], i * s[2]));
+          }
+        });
+  }
+}
+
+template <typename T, size_t... I>
+void binary_dispatch(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out, std::index_sequence<I...>) {
+  const bool found = ((op == static_cast<BinaryOp>(I)
+                           ? (binary_typed<static_cast<BinaryOp>(I), T>(a, b, out), true)
+                           : false) ||
+                      ...);
+  MG_CHECK(found, "binary: unknown op ", static_cast<int>(op));
+}
+
+}  // namespace
+
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  dispatch_dtype(out.dtype(), [&]<typename T>() {
+    binary_dispatch<T>(op, a, b, out, std::make_index_sequence<static_cast<size_t>(BinaryOp::Count)>{});
+  });
+}
+
+// ---- where ----
+
+void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
+  dispatch_dtype(cond.dtype(), [&]<typename C>() {
+    dispatch_dtype(out.dtype(), [&]<typename T>() {
+      constexpr int64_t e = sizeof(T);
+      const auto plan = make_plan<4>(out.shape(), {&out.strides(), &cond.strides(), &a.strides(), &b.strides()},
+                                     {e, int64_t{sizeof(C)}, e, e});
+      run(plan, {bytes(out), bytes(cond), bytes(a), bytes(b)},
+          [](std::array<char*, 4> p, const std::array<int64_t, 4>& s, int64_t n) {
+            for (int64_t i = 0; i < n; ++i)
+              *at<T>(p[0], i * s[0]) =
+                  *at<C>(p[1], i * s[1]) != C(0) ? *at<T>(p[2], i * s[2]) : *at<T>(p[3], i * s[3]);
+          });
+    });
+  });
+}
+
+}  // namespace mg::cpu

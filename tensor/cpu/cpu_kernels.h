@@ -1,0 +1,42 @@
+#pragma once
+// The CPU kernels behind CpuBackend, one family per file. Same contracts as the Backend methods
+// in ../backend.h: outputs preallocated, inputs validated and broadcast by tensor/kernels.cpp.
+#include <cstdint>
+#include <vector>
+
+#include "../backend.h"
+#include "../tensor.h"
+
+namespace mg::cpu {
+
+// cpu_elementwise.cpp
+void copy(const Tensor& src, const Tensor& dst);
+void fill(const Tensor& dst, double value);
+void arange(const Tensor& dst, double start, double step);
+void unary(UnaryOp op, const Tensor& x, const Tensor& out);
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out);
+void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out);
+
+// cpu_random.cpp
+void random(const Tensor& dst, RandomKind kind, uint64_t seed, uint64_t offset, double a, double b);
+
+// cpu_reduce.cpp
+void reduce(ReduceOp op, const Tensor& x, const std::vector<int>& dims, const Tensor& out);
+void arg_reduce(ReduceOp op, const Tensor& x, int dim, const Tensor& values, const Tensor& indices);
+
+// cpu_gemm.cpp
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
+
+// cpu_softmax.cpp
+void softmax(const Tensor& x, int dim, bool log, const Tensor& out);
+
+// cpu_index.cpp
+void index_select(const Tensor& x, int dim, const Tensor& index, const Tensor& out);
+void index_add(const Tensor& out, int dim, const Tensor& index, const Tensor& src);
+void gather(const Tensor& x, int dim, const Tensor& index, const Tensor& out);
+void scatter_add(const Tensor& out, int dim, const Tensor& index, const Tensor& src);
+
+// Shorthand used by the kernels.
+inline char* bytes(const Tensor& t) { return static_cast<char*>(t.raw_data()); }
+
+}  // namespace mg::cpu

@@ -1,0 +1,58 @@
+#pragma once
+// Raw tensor ops: validate, compute output shape, allocate, dispatch to the device's Backend.
+// No autograd here: autograd/ wraps these into differentiable ops and records their nodes.
+// Every function throws mg::Error naming the op, shapes, dtypes and devices on bad input.
+#include <cstdint>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "backend.h"
+#include "tensor.h"
+
+namespace mg::kernels {
+
+// Inputs must share dtype and device; names them in the error otherwise.
+void check_same_dtype(std::string_view op, const Tensor& a, const Tensor& b);
+void check_same_device(std::string_view op, const Tensor& a, const Tensor& b);
+void check_defined(std::string_view op, const Tensor& t, std::string_view what = "input");
+
+// A view of x with shape broadcast to shape (stride 0 on broadcast dims); throws if impossible.
+Tensor expand_to(std::string_view op, const Tensor& x, const Shape& shape);
+// A geometry-only view; bounds are checked against the storage.
+Tensor as_strided(const Tensor& x, const Shape& shape, const Strides& strides, int64_t offset);
+
+Tensor contiguous(const Tensor& x);   // x itself when already contiguous
+Tensor clone(const Tensor& x);        // always a fresh contiguous copy
+Tensor cast(const Tensor& x, DType dtype);     // x itself when dtype matches
+Tensor to_device(const Tensor& x, Device device);  // x itself when device matches
+void copy_(const Tensor& dst, const Tensor& src);  // src broadcast to dst's shape
+void fill_(const Tensor& dst, double value);
+
+// A 0-d tensor holding value, with dtype and device taken from like.
+Tensor scalar_like(double value, const Tensor& like);
+
+Tensor unary(UnaryOp op, const Tensor& x);                   // floating dtypes (Neg/Abs/Sign/Square also int64)
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);  // broadcasting
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // broadcasting over all three
+
+// dims empty = all dims. Sum over int64 is allowed; Max/Min of an empty reduction throws.
+Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim);
+// (values, int64 indices) of max or min along dim.
+std::pair<Tensor, Tensor> arg_reduce(ReduceOp op, const Tensor& x, int64_t dim, bool keepdim);
+
+// NumPy matmul: 1-D operands are promoted and the added dim removed after; batch dims broadcast.
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+Tensor softmax(const Tensor& x, int64_t dim, bool log);
+
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+// Returns x with src added at rows index along dim (out of place).
+Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+// Returns x with src scattered-added at index along dim (out of place).
+Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
+
+Tensor concat(const std::vector<Tensor>& tensors, int64_t dim);
+
+}  // namespace mg::kernels
