@@ -41,13 +41,30 @@ Tensor gather(const Tensor& x, int64_t dim_in, const Tensor& index) {
   return y;
 }
 
+namespace {
+// Zero-pads g at the end of each dim up to shape (a concat, so it stays differentiable).
+Tensor pad_to(Tensor g, const Shape& shape) {
+  for (int64_t d = 0; d < g.dim(); ++d) {
+    if (g.size(d) == shape[d]) continue;
+    Shape pad = g.shape();
+    pad[d] = shape[d] - g.size(d);
+    g = concat({g, zeros(pad, g.dtype(), g.device())}, d);
+  }
+  return g;
+}
+}  // namespace
+
 Tensor scatter_add(const Tensor& x, int64_t dim_in, const Tensor& index, const Tensor& src) {
   Tensor y = kernels::scatter_add(x, dim_in, index, src);
   if (should_record(x, src)) {
     const int dim = wrap_dim("scatter_add", dim_in, x.dim());
-    record(OpId::scatter_add, {x, src}, y, {index}, [dim](const BackwardArgs& g) -> TensorList {
-      return {g.needs_input(0) ? g.grad : Tensor(), g.needs_input(1) ? gather(g.grad, dim, g.saved[0]) : Tensor()};
-    });
+    // src may be larger than index in any dim: its elements beyond index's extent are not
+    // scattered and get a zero gradient.
+    record(OpId::scatter_add, {x, src}, y, {index},
+           [dim, src_shape = src.shape()](const BackwardArgs& g) -> TensorList {
+             return {g.needs_input(0) ? g.grad : Tensor(),
+                     g.needs_input(1) ? pad_to(gather(g.grad, dim, g.saved[0]), src_shape) : Tensor()};
+           });
   }
   return y;
 }
@@ -57,6 +74,13 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   kernels::check_defined("embedding", indices, "indices");
   MG_CHECK(weight.dim() == 2, "embedding: weight must be 2-D [num_embeddings, dim], got ", describe(weight));
   MG_CHECK(indices.dtype() == kInt64, "embedding: indices must be int64, got ", describe(indices));
+  if (indices.numel() > 0) {
+    const int64_t lowest = kernels::reduce(ReduceOp::Min, indices, {}, false).item<int64_t>();
+    const int64_t highest = kernels::reduce(ReduceOp::Max, indices, {}, false).item<int64_t>();
+    const int64_t bad = lowest < 0 ? lowest : highest;
+    MG_CHECK(lowest >= 0 && highest < weight.size(0), "embedding: index ", bad, " is out of range for ",
+             weight.size(0), " embeddings (weight ", describe(weight), ")");
+  }
   Shape out_shape = indices.shape();
   out_shape.push_back(weight.size(1));
   return reshape(index_select(weight, 0, reshape(indices, {-1})), out_shape);

@@ -106,6 +106,7 @@ Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) { return kernels::arg_
 Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   MG_CHECK(is_floating(x.dtype()), "logsumexp: needs a floating tensor, got ", describe(x));
   MG_CHECK(x.numel() > 0, "logsumexp: empty tensor ", describe(x));
+  const std::vector<int> wrapped = wrap_dims("logsumexp", dims, x.dim());  // bad dims are named as logsumexp's
   Tensor m = kernels::reduce(ReduceOp::Max, x.detach(), dims, true);
   // An all -inf slice would give inf - inf; shift by 0 there instead.
   Tensor finite = kernels::binary(BinaryOp::Lt, kernels::unary(UnaryOp::Abs, m),
@@ -113,7 +114,7 @@ Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim
   Tensor shift = kernels::where(finite, m, kernels::scalar_like(0.0, m));
   Tensor y = log(sum(exp(x - shift), dims, true)) + shift;
   if (keepdim) return y;
-  return reshape(y, reduced_shape(x.shape(), wrap_dims("logsumexp", dims, x.dim()), false));
+  return reshape(y, reduced_shape(x.shape(), wrapped, false));
 }
 
 Tensor var(const Tensor& x, const std::vector<int64_t>& dims, int64_t correction, bool keepdim) {
