@@ -126,7 +126,9 @@ TensorList run(const Request& request) {
       MG_CHECK(input_grads.size() == node->next.size(), "backward of ", node->name(), " returned ",
                input_grads.size(), " gradients for ", node->next.size(), " inputs");
     }
-    if (!request.retain_graph) node->release_saved();
+    // Only a node that ran gives up its saved tensors: a captured input's own node (not run when
+    // nothing beyond it is needed) must stay usable for a later backward, as in PyTorch.
+    if (!request.retain_graph && !input_grads.empty()) node->release_saved();
 
     for (std::size_t i = 0; i < node->next.size(); ++i) {
       Node* child = node->next[i].get();

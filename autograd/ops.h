@@ -129,4 +129,34 @@ Tensor clone(const Tensor& x);
 Tensor to_dtype(const Tensor& x, DType dtype);
 Tensor to_device(const Tensor& x, Device device);
 
+// ---- convolution and pooling, 2-D, NCHW (ops_conv.cpp) ----
+// unfold2d and fold2d are an adjoint pair, each the other's backward, so derivatives of any
+// order stay inside the pair; conv2d and max_pool2d are built on them.
+
+// A (height, width) pair of window parameters; one number means both, as in PyTorch.
+struct Size2d {
+  int64_t h, w;
+  Size2d(int64_t both) : h(both), w(both) {}  // implicit: conv2d(x, w, b, 2) reads like PyTorch
+  Size2d(int64_t height, int64_t width) : h(height), w(width) {}
+};
+
+// torch.nn.functional.unfold: x [N,C,H,W] -> [N, C*kh*kw, L], L the number of window positions
+// (row-major over the output grid); row c*kh*kw + i*kw + j holds channel c at kernel offset
+// (i, j). Padding reads zeros.
+Tensor unfold2d(const Tensor& x, Size2d kernel, Size2d stride = 1, Size2d padding = 0, Size2d dilation = 1);
+// torch.nn.functional.fold: cols [N, C*kh*kw, L] -> [N, C, output_size.h, output_size.w], each
+// entry added at the position unfold2d read it from (overlaps sum, padding is dropped).
+Tensor fold2d(const Tensor& cols, Size2d output_size, Size2d kernel, Size2d stride = 1, Size2d padding = 0,
+              Size2d dilation = 1);
+// Cross-correlation, as torch.nn.functional.conv2d: x [N,C,H,W], weight [O,C,kh,kw], bias [O]
+// (or undefined) -> [N,O,oh,ow]. Composed of unfold2d and matmul.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), Size2d stride = 1,
+              Size2d padding = 0, Size2d dilation = 1);
+// torch.nn.functional.max_pool2d (ceil_mode off): the maximum of each window; padding (at most
+// half the kernel) never wins, as if it held -inf. The gradient goes to the first maximal element
+// of each window in row-major order, as PyTorch's does. Without a stride, the stride is the kernel
+// (an overload rather than an optional, so that max_pool2d(x, {2, 3}, {1, 2}) reads as it should).
+Tensor max_pool2d(const Tensor& x, Size2d kernel);
+Tensor max_pool2d(const Tensor& x, Size2d kernel, Size2d stride, Size2d padding = 0, Size2d dilation = 1);
+
 }  // namespace mg

@@ -29,6 +29,20 @@ enum class BinaryOp : uint8_t {
 enum class ReduceOp : uint8_t { Sum, Max, Min, Count };
 enum class RandomKind : uint8_t { Uniform, Normal, Integer };
 
+// A 2-D sliding window over the last two dims of an NCHW tensor (unfold/fold, convolution,
+// pooling): kernel, stride, padding and dilation per axis, all validated by tensor/kernels.cpp.
+struct Window2d {
+  int64_t kh = 1, kw = 1;  // kernel
+  int64_t sh = 1, sw = 1;  // stride
+  int64_t ph = 0, pw = 0;  // zero padding on both sides
+  int64_t dh = 1, dw = 1;  // dilation
+  // Number of window positions along each axis of an h x w input; 0 when the dilated kernel
+  // does not fit in the padded input.
+  int64_t out_h(int64_t h) const { return positions(h + 2 * ph - dh * (kh - 1) - 1, sh); }
+  int64_t out_w(int64_t w) const { return positions(w + 2 * pw - dw * (kw - 1) - 1, sw); }
+  static int64_t positions(int64_t span, int64_t stride) { return span < 0 ? 0 : span / stride + 1; }
+};
+
 const char* unary_op_name(UnaryOp op);
 const char* binary_op_name(BinaryOp op);
 const char* reduce_op_name(ReduceOp op);
@@ -79,6 +93,15 @@ class Backend {
   virtual void gather(const Tensor& x, int dim, const Tensor& index, const Tensor& out) = 0;
   // out[..index[..i..]..] += src[..i..] along dim, in place on out; index has src's shape.
   virtual void scatter_add(const Tensor& out, int dim, const Tensor& index, const Tensor& src) = 0;
+
+  // im2col: x is [N,C,H,W] (any strides), cols is [N, C*kh*kw, oh*ow] contiguous with row
+  // c*kh*kw + i*kw + j holding x[n, c, oy*sh - ph + i*dh, ox*sw - pw + j*dw] at column oy*ow + ox,
+  // pad_value where that falls outside x (0 for unfold/convolution, -inf for max pooling).
+  virtual void im2col(const Tensor& x, const Window2d& window, double pad_value, const Tensor& cols) = 0;
+  // col2im, the adjoint: out [N,C,H,W] contiguous is overwritten with the sum, over every column
+  // entry of cols [N, C*kh*kw, oh*ow] (any strides), of that entry at the position im2col read it
+  // from; entries that fall in the padding are dropped.
+  virtual void col2im(const Tensor& cols, const Window2d& window, const Tensor& out) = 0;
 };
 
 // The backend registered for a device's type; throws mg::Error when none is (e.g. cuda without MG_CUDA).

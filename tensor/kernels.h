@@ -55,4 +55,15 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
 
 Tensor concat(const std::vector<Tensor>& tensors, int64_t dim);
 
+// 2-D sliding windows over NCHW tensors (kernels_window.cpp). op is the name errors give: the
+// caller's own, e.g. "conv2d" or "max_pool2d", so a user sees the function they called.
+// Throws unless kernel, stride and dilation are >= 1 and padding >= 0.
+void check_window(std::string_view op, const Window2d& window);
+// unfold: x [N,C,H,W] -> [N, C*kh*kw, oh*ow]; positions in the padding read pad_value.
+Tensor im2col(const Tensor& x, const Window2d& window, double pad_value = 0.0, std::string_view op = "unfold2d");
+// fold: cols [N, C*kh*kw, L] -> [N, C, height, width], summing overlapping entries; L must be
+// the number of window positions over a height x width input.
+Tensor col2im(const Tensor& cols, int64_t height, int64_t width, const Window2d& window,
+              std::string_view op = "fold2d");
+
 }  // namespace mg::kernels

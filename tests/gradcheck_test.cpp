@@ -445,6 +445,46 @@ std::vector<GradcheckEntry> build_table() {
           FN(to_device(square(to_device(x[0], Device("cuda:0"))), kCPU)));
   }
 
+  // ---------------------------------------------------------------- convolution and pooling (NCHW)
+  t.add(OpId::unfold2d, "[1,1,4,4] k3", IN(leaf(N({1, 1, 4, 4}, 100))), FN(unfold2d(x[0], 3)));
+  t.add(OpId::unfold2d, "[2,3,5,4] k(2,3) stride (2,1) pad (1,0)", IN(leaf(N({2, 3, 5, 4}, 100))),
+        FN(unfold2d(x[0], {2, 3}, {2, 1}, {1, 0})));
+  t.add(OpId::unfold2d, "[1,2,5,5] k2 dilation 2 pad 1 stride 2", IN(leaf(N({1, 2, 5, 5}, 100))),
+        FN(unfold2d(x[0], 2, 2, 1, 2)));
+  t.add(OpId::unfold2d, "transposed leaf [1,2,5,4] k3 pad 1", IN(leafT(N({1, 2, 4, 5}, 100))),
+        FN(unfold2d(x[0], 3, 1, 1)));
+
+  t.add(OpId::fold2d, "[1,9,4] -> 4x4 k3", IN(leaf(N({1, 9, 4}, 101))), FN(fold2d(x[0], 4, 3)));
+  t.add(OpId::fold2d, "[2,18,6] -> 5x4 k(2,3) stride (2,1) pad (1,0)", IN(leaf(N({2, 18, 6}, 101))),
+        FN(fold2d(x[0], {5, 4}, {2, 3}, {2, 1}, {1, 0})));
+  t.add(OpId::fold2d, "[1,8,9] -> 5x5 k2 dilation 2 pad 1 stride 2", IN(leaf(N({1, 8, 9}, 101))),
+        FN(fold2d(x[0], 5, 2, 2, 1, 2)));
+  t.add(OpId::fold2d, "transposed leaf [1,4,9] -> 4x4 k2", IN(leafT(N({1, 9, 4}, 101))), FN(fold2d(x[0], 4, 2)));
+
+  t.add(OpId::conv2d, "[1,1,4,4] * [1,1,3,3], no bias", IN(leaf(N({1, 1, 4, 4}, 102)), leaf(N({1, 1, 3, 3}, 103))),
+        FN(conv2d(x[0], x[1])));
+  t.add(OpId::conv2d, "[2,3,5,5] * [4,3,3,3] + bias, stride 2 pad 1",
+        IN(leaf(N({2, 3, 5, 5}, 102)), leaf(N({4, 3, 3, 3}, 103)), leaf(N({4}, 104))),
+        FN(conv2d(x[0], x[1], x[2], 2, 1)));
+  t.add(OpId::conv2d, "[2,2,5,4] * [3,2,2,3] + bias, stride (2,1) pad (1,0)",
+        IN(leaf(N({2, 2, 5, 4}, 102)), leaf(N({3, 2, 2, 3}, 103)), leaf(N({3}, 104))),
+        FN(conv2d(x[0], x[1], x[2], {2, 1}, {1, 0})));
+  t.add(OpId::conv2d, "transposed input, dilation 2 pad 2",
+        IN(leafT(N({1, 2, 5, 4}, 102)), leaf(N({2, 2, 2, 2}, 103)), leaf(N({2}, 104))),
+        FN(conv2d(x[0], x[1], x[2], 1, 2, 2)));
+  t.add(OpId::conv2d, "only weight and bias require grad",
+        IN(N({2, 2, 4, 4}, 102), leaf(N({3, 2, 3, 3}, 103)), leaf(N({3}, 104))), FN(conv2d(x[0], x[1], x[2], 1, 1)));
+
+  // Random normal values: ties within a window (where the gradient is not defined) do not occur.
+  t.add(OpId::max_pool2d, "[1,1,4,4] k2", IN(leaf(N({1, 1, 4, 4}, 105))), FN(max_pool2d(x[0], 2)));
+  t.add(OpId::max_pool2d, "[2,3,5,5] k3 stride 2 pad 1", IN(leaf(N({2, 3, 5, 5}, 105))),
+        FN(max_pool2d(x[0], 3, 2, 1)));
+  t.add(OpId::max_pool2d, "[2,2,5,6] k(2,3) stride (1,2) pad (1,1)", IN(leaf(N({2, 2, 5, 6}, 105))),
+        FN(max_pool2d(x[0], {2, 3}, {1, 2}, {1, 1})));
+  t.add(OpId::max_pool2d, "overlapping windows k3 stride 1, transposed leaf", IN(leafT(N({1, 2, 5, 4}, 105))),
+        FN(max_pool2d(x[0], 3, 1)));
+  t.add(OpId::max_pool2d, "k2 dilation 2", IN(leaf(N({1, 2, 5, 5}, 105))), FN(max_pool2d(x[0], 2, 1, 0, 2)));
+
   return std::move(t.entries);
 }
 

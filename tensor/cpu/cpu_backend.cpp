@@ -56,6 +56,12 @@ class CpuBackend final : public Backend {
   void scatter_add(const Tensor& out, int dim, const Tensor& index, const Tensor& src) override {
     cpu::scatter_add(out, dim, index, src);
   }
+  void im2col(const Tensor& x, const Window2d& window, double pad_value, const Tensor& cols) override {
+    cpu::im2col(x, window, pad_value, cols);
+  }
+  void col2im(const Tensor& cols, const Window2d& window, const Tensor& out) override {
+    cpu::col2im(cols, window, out);
+  }
 };
 
 }  // namespace

@@ -36,6 +36,10 @@ void index_add(const Tensor& out, int dim, const Tensor& index, const Tensor& sr
 void gather(const Tensor& x, int dim, const Tensor& index, const Tensor& out);
 void scatter_add(const Tensor& out, int dim, const Tensor& index, const Tensor& src);
 
+// cpu_im2col.cpp
+void im2col(const Tensor& x, const Window2d& window, double pad_value, const Tensor& cols);
+void col2im(const Tensor& cols, const Window2d& window, const Tensor& out);
+
 // Shorthand used by the kernels.
 inline char* bytes(const Tensor& t) { return static_cast<char*>(t.raw_data()); }
 

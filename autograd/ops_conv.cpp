@@ -1,0 +1,107 @@
+// Convolution and pooling in 2-D. The only new primitives are unfold (im2col) and fold
+// (col2im), which are adjoint linear maps: each one's backward is the other, so a gradient of
+// any order through a convolution stays inside this pair plus matmul and reshape. conv2d is
+// unfold + matmul; max_pool2d is unfold (padding reading -inf) + max over each window.
+#include <limits>
+
+#include "../tensor/kernels.h"
+#include "ops.h"
+#include "record.h"
+
+namespace mg {
+namespace {
+
+Window2d make_window(std::string_view op, Size2d kernel, Size2d stride, Size2d padding, Size2d dilation) {
+  Window2d w;
+  w.kh = kernel.h, w.kw = kernel.w;
+  w.sh = stride.h, w.sw = stride.w;
+  w.ph = padding.h, w.pw = padding.w;
+  w.dh = dilation.h, w.dw = dilation.w;
+  kernels::check_window(op, w);
+  return w;
+}
+
+Tensor fold_window(const Tensor& cols, int64_t height, int64_t width, const Window2d& w, std::string_view op);
+
+// The pad value only matters to the forward values: the padding is not part of x, so the
+// backward (fold) drops whatever gradient lands there, whichever value it read.
+Tensor unfold_window(const Tensor& x, const Window2d& w, double pad_value, std::string_view op) {
+  Tensor cols = kernels::im2col(x, w, pad_value, op);
+  if (should_record(x))
+    record(OpId::unfold2d, {x}, cols, {}, [w, h = x.size(2), wd = x.size(3)](const BackwardArgs& g) -> TensorList {
+      return {fold_window(g.grad, h, wd, w, "unfold2d backward")};
+    });
+  return cols;
+}
+
+Tensor fold_window(const Tensor& cols, int64_t height, int64_t width, const Window2d& w, std::string_view op) {
+  Tensor out = kernels::col2im(cols, height, width, w, op);
+  if (should_record(cols))
+    record(OpId::fold2d, {cols}, out, {}, [w](const BackwardArgs& g) -> TensorList {
+      return {unfold_window(g.grad, w, 0.0, "fold2d backward")};
+    });
+  return out;
+}
+
+void check_image(std::string_view op, const Tensor& x) {
+  kernels::check_defined(op, x);
+  MG_CHECK(x.dim() == 4, op, ": expected a 4-D [N,C,H,W] input, got ", describe(x));
+  MG_CHECK(is_floating(x.dtype()), op, ": dtype ", x.dtype(), " is not supported (needs float32 or float64); input ",
+           describe(x));
+}
+
+}  // namespace
+
+Tensor unfold2d(const Tensor& x, Size2d kernel, Size2d stride, Size2d padding, Size2d dilation) {
+  return unfold_window(x, make_window("unfold2d", kernel, stride, padding, dilation), 0.0, "unfold2d");
+}
+
+Tensor fold2d(const Tensor& cols, Size2d output_size, Size2d kernel, Size2d stride, Size2d padding, Size2d dilation) {
+  return fold_window(cols, output_size.h, output_size.w, make_window("fold2d", kernel, stride, padding, dilation),
+                     "fold2d");
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d stride, Size2d padding,
+              Size2d dilation) {
+  check_image("conv2d", x);
+  kernels::check_defined("conv2d", weight, "weight");
+  MG_CHECK(weight.dim() == 4, "conv2d: weight must be 4-D [out_channels, in_channels, kh, kw], got ",
+           describe(weight));
+  MG_CHECK(weight.dtype() == x.dtype() && weight.device() == x.device(), "conv2d: input ", describe(x),
+           " and weight ", describe(weight), " must have the same dtype and device");
+  const int64_t n = x.size(0), c = x.size(1), o = weight.size(0);
+  MG_CHECK(weight.size(1) == c, "conv2d: input ", describe(x), " has ", c, " channels but weight ", describe(weight),
+           " expects ", weight.size(1));
+  if (bias.defined()) {
+    MG_CHECK(bias.dim() == 1 && bias.size(0) == o, "conv2d: bias must be 1-D [", o, "] for weight ",
+             describe(weight), ", got ", describe(bias));
+    MG_CHECK(bias.dtype() == x.dtype() && bias.device() == x.device(), "conv2d: bias ", describe(bias),
+             " must have the input's dtype and device (", describe(x), ")");
+  }
+  const Window2d w = make_window("conv2d", {weight.size(2), weight.size(3)}, stride, padding, dilation);
+  Tensor cols = unfold_window(x, w, 0.0, "conv2d");  // [N, C*kh*kw, L]; validates the geometry
+  const int64_t oh = w.out_h(x.size(2)), ow = w.out_w(x.size(3));
+  // [O, C*kh*kw] @ [N, C*kh*kw, L]: one GEMM per image, the weight broadcast over the batch.
+  Tensor out = reshape(matmul(reshape(weight, {o, c * w.kh * w.kw}), cols), {n, o, oh, ow});
+  if (bias.defined()) out = out + reshape(bias, {o, 1, 1});
+  return out;
+}
+
+Tensor max_pool2d(const Tensor& x, Size2d kernel) { return max_pool2d(x, kernel, kernel); }
+
+Tensor max_pool2d(const Tensor& x, Size2d kernel, Size2d stride, Size2d padding, Size2d dilation) {
+  check_image("max_pool2d", x);
+  const Window2d w = make_window("max_pool2d", kernel, stride, padding, dilation);
+  // PyTorch's limit; it also guarantees that every window holds at least one element of x.
+  MG_CHECK(2 * w.ph <= w.kh && 2 * w.pw <= w.kw, "max_pool2d: padding (", w.ph, ",", w.pw,
+           ") must be at most half the kernel (", w.kh, ",", w.kw, ")");
+  const int64_t n = x.size(0), c = x.size(1);
+  Tensor cols = unfold_window(x, w, -std::numeric_limits<double>::infinity(), "max_pool2d");
+  const int64_t oh = w.out_h(x.size(2)), ow = w.out_w(x.size(3));
+  // [N, C*kh*kw, L] -> [N, C, kh*kw, L]: a view, each window's elements along dim 2. max (not
+  // amax) routes the gradient to the first maximal element only, as PyTorch's max_pool2d does.
+  Tensor windows = reshape(cols, {n, c, w.kh * w.kw, oh * ow});
+  return reshape(max(windows, 2).first, {n, c, oh, ow});
+}
+
+}  // namespace mg

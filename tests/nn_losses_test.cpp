@@ -1,0 +1,172 @@
+// Losses: values by hand, PyTorch's reduction and ignore_index rules, numerical stability, and
+// first and second derivatives (float64).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "../nn/losses.h"
+#include "nn_test_util.h"
+
+using namespace mg;
+using namespace mg::nn;
+using namespace mg::nn::test;
+
+namespace {
+
+Tensor I64(const std::vector<int64_t>& v, const Shape& s) { return tensor(v, s); }
+
+void check_loss_grads(const TensorFunction& f, const TensorList& inputs) {
+  GradcheckResult first = gradcheck(f, inputs);
+  INFO(first.message);
+  CHECK(first.ok);
+  GradcheckResult second = gradgradcheck(f, inputs);
+  INFO(second.message);
+  CHECK(second.ok);
+}
+
+// -log softmax(x)[c] for one row.
+double nll_of_row(const std::vector<double>& row, int64_t c) {
+  double m = row[0];
+  for (double v : row) m = std::max(m, v);
+  double s = 0;
+  for (double v : row) s += std::exp(v - m);
+  return -(row[static_cast<std::size_t>(c)] - m - std::log(s));
+}
+
+}  // namespace
+
+TEST_CASE("mse_loss") {
+  Tensor a = values({1, 2, 3, 4}, {2, 2}, kFloat64), b = values({0, 2, 5, 1}, {2, 2}, kFloat64);
+  CHECK(mse_loss(a, b).item() == doctest::Approx((1.0 + 0 + 4 + 9) / 4));
+  CHECK(mse_loss(a, b, Reduction::Sum).item() == doctest::Approx(14.0));
+  CHECK(mse_loss(a, b, Reduction::None).values_as_double() == std::vector<double>{1, 0, 4, 9});
+  CHECK_THROWS_AS(mse_loss(a, zeros({4}, kFloat64)), Error);
+  check_loss_grads([](const TensorList& x) { return mse_loss(x[0], x[1]); },
+                   {randn64({2, 3}, 1).requires_grad_(), randn64({2, 3}, 2).requires_grad_()});
+}
+
+TEST_CASE("cross_entropy and nll_loss: values, reductions, ignore_index, class weights") {
+  Tensor logits = randn64({4, 3}, 3);
+  Tensor target = I64({0, 2, 1, 2}, {4});
+  std::vector<double> x = logits.values_as_double();
+  std::vector<double> per;
+  for (int64_t i = 0; i < 4; ++i)
+    per.push_back(nll_of_row({x.begin() + 3 * i, x.begin() + 3 * i + 3}, target.to_vector<int64_t>()[i]));
+  const double total = per[0] + per[1] + per[2] + per[3];
+  CHECK(cross_entropy(logits, target).item() == doctest::Approx(total / 4).epsilon(1e-12));
+  CHECK(cross_entropy(logits, target, {.reduction = Reduction::Sum}).item() == doctest::Approx(total).epsilon(1e-12));
+  std::vector<double> none = cross_entropy(logits, target, {.reduction = Reduction::None}).values_as_double();
+  for (int i = 0; i < 4; ++i) CHECK(none[i] == doctest::Approx(per[i]).epsilon(1e-12));
+  CHECK(nll_loss(log_softmax(logits, 1), target).item() == doctest::Approx(total / 4).epsilon(1e-12));
+
+  // Ignored targets contribute nothing, also to the mean's denominator.
+  Tensor ignored = I64({0, -100, 1, 2}, {4});
+  CHECK(cross_entropy(logits, ignored).item() == doctest::Approx((per[0] + per[2] + per[3]) / 3).epsilon(1e-12));
+  CHECK(cross_entropy(logits, I64({0, 7, 1, 7}, {4}), {.ignore_index = 7}).item() ==
+        doctest::Approx((per[0] + per[2]) / 2).epsilon(1e-12));
+  CHECK(std::isnan(cross_entropy(logits, I64({-100, -100, -100, -100}, {4})).item()));  // as PyTorch: 0 / 0
+
+  // Class weights: the mean divides by the weights of the targets.
+  Tensor w = values({0.5, 2.0, 1.0}, {3}, kFloat64);
+  const double wsum = 0.5 * per[0] + 1.0 * per[1] + 2.0 * per[2] + 1.0 * per[3];
+  CHECK(cross_entropy(logits, target, {.weight = w}).item() == doctest::Approx(wsum / 4.5).epsilon(1e-12));
+
+  // Spatial [N, C, d] and unbatched [C] inputs.
+  Tensor spatial = randn64({2, 3, 2}, 4);
+  Tensor st = I64({0, 2, 1, 1}, {2, 2});
+  Tensor flat = reshape(permute(spatial, {0, 2, 1}), {4, 3});
+  CHECK(cross_entropy(spatial, st).item() ==
+        doctest::Approx(cross_entropy(flat, reshape(st, {4})).item()).epsilon(1e-12));
+  CHECK(cross_entropy(select(logits, 0, 1), I64({2}, {1}).squeeze()).item() == doctest::Approx(per[1]).epsilon(1e-12));
+
+  CHECK_THROWS_AS(cross_entropy(logits, I64({0, 3, 1, 2}, {4})), Error);
+  CHECK_THROWS_AS(cross_entropy(logits, I64({0, 1, 2}, {3})), Error);
+  CHECK_THROWS_AS(cross_entropy(logits, to_dtype(target, kFloat64)), Error);
+  CHECK_THROWS_AS(cross_entropy(logits, target, {.label_smoothing = 1.5}), Error);
+}
+
+TEST_CASE("cross_entropy: label smoothing and probability targets") {
+  Tensor logits = randn64({3, 4}, 5);
+  Tensor target = I64({1, 3, 0}, {3});
+  const double s = 0.2;
+  // Smoothing == a probability target (1 - s) one_hot + s / C.
+  std::vector<double> probs(12, s / 4);
+  for (int i = 0; i < 3; ++i) probs[static_cast<std::size_t>(i * 4 + target.to_vector<int64_t>()[i])] += 1 - s;
+  Tensor soft = values(probs, {3, 4}, kFloat64);
+  for (Reduction r : {Reduction::Mean, Reduction::Sum, Reduction::None})
+    check_close(cross_entropy(logits, target, {.reduction = r, .label_smoothing = s}),
+                cross_entropy(logits, soft, {.reduction = r}), 1e-12, 1e-12, "smoothing == soft target");
+  // A probability target with smoothing smooths the probabilities.
+  check_close(cross_entropy(logits, soft, {.label_smoothing = 0.1}), cross_entropy(logits, soft * 0.9 + 0.1 / 4), 1e-12,
+              1e-12, "soft target smoothing");
+  // With ignore_index and smoothing, the ignored row is left out of both terms.
+  Tensor with_ignored = I64({1, -100, 0}, {3});
+  Tensor kept = cross_entropy(index_select(logits, 0, I64({0, 2}, {2})), I64({1, 0}, {2}), {.label_smoothing = s});
+  check_close(cross_entropy(logits, with_ignored, {.label_smoothing = s}), kept, 1e-12, 1e-12, "smoothing + ignore");
+}
+
+TEST_CASE("losses: gradcheck and gradgradcheck") {
+  Tensor logits = randn64({3, 4}, 6).requires_grad_();
+  Tensor target = I64({1, 3, 0}, {3});
+  Tensor ignored = I64({1, -100, 0}, {3});
+  Tensor w = values({0.5, 2.0, 1.0, 1.5}, {4}, kFloat64);
+  check_loss_grads([&](const TensorList& x) { return cross_entropy(x[0], target); }, {logits});
+  check_loss_grads(
+      [&](const TensorList& x) { return cross_entropy(x[0], ignored, {.weight = w, .label_smoothing = 0.1}); },
+      {logits});
+  check_loss_grads(
+      [&](const TensorList& x) {
+        return cross_entropy(x[0], target, {.reduction = Reduction::None, .label_smoothing = 0.3});
+      },
+      {logits});
+  Tensor soft = softmax(randn64({3, 4}, 7), 1).detach().requires_grad_();
+  check_loss_grads([&](const TensorList& x) { return cross_entropy(x[0], x[1], {.reduction = Reduction::Sum}); },
+                   {logits, soft});
+  check_loss_grads([&](const TensorList& x) { return nll_loss(log_softmax(x[0], 1), ignored, {.weight = w}); },
+                   {logits});
+  Tensor spatial = randn64({2, 3, 2}, 8).requires_grad_();
+  check_loss_grads([&](const TensorList& x) { return cross_entropy(x[0], I64({0, 2, 1, 1}, {2, 2})); }, {spatial});
+  Tensor y = values({0, 1, 1, 0, 0.3, 1}, {2, 3}, kFloat64);
+  check_loss_grads(
+      [&](const TensorList& x) {
+        return binary_cross_entropy_with_logits(x[0], y, {.pos_weight = values({1.0, 2.0, 0.5}, {3}, kFloat64)});
+      },
+      {randn64({2, 3}, 9).requires_grad_()});
+  check_loss_grads([&](const TensorList& x) { return binary_cross_entropy_with_logits(x[0], x[1]); },
+                   {randn64({2, 3}, 10).requires_grad_(), y.clone().requires_grad_()});
+}
+
+TEST_CASE("binary_cross_entropy_with_logits: definition and stability") {
+  Tensor x = values({-2.0, 0.0, 3.0}, {3}, kFloat64), t = values({0.0, 1.0, 0.25}, {3}, kFloat64);
+  std::vector<double> xv = x.values_as_double(), tv = t.values_as_double(),
+                      none = binary_cross_entropy_with_logits(x, t, {.reduction = Reduction::None}).values_as_double();
+  for (int i = 0; i < 3; ++i) {
+    const double p = 1.0 / (1.0 + std::exp(-xv[i]));
+    CHECK(none[i] == doctest::Approx(-(tv[i] * std::log(p) + (1 - tv[i]) * std::log(1 - p))).epsilon(1e-12));
+  }
+  // pos_weight scales the positive term; weight scales each element.
+  Tensor pw = values({3.0}, {1}, kFloat64);
+  std::vector<double> weighted =
+      binary_cross_entropy_with_logits(
+          x, t, {.weight = values({1, 2, 3}, {3}, kFloat64), .pos_weight = pw, .reduction = Reduction::None})
+          .values_as_double();
+  for (int i = 0; i < 3; ++i) {
+    const double p = 1.0 / (1.0 + std::exp(-xv[i]));
+    CHECK(weighted[i] ==
+          doctest::Approx((i + 1) * -(3.0 * tv[i] * std::log(p) + (1 - tv[i]) * std::log(1 - p))).epsilon(1e-12));
+  }
+  // Huge logits stay finite, with the right limits, and so do their gradients.
+  Tensor big = values({1000.0, -1000.0, 1000.0, -1000.0}, {4}, kFloat32).requires_grad_();
+  Tensor labels = values({1, 0, 0, 1}, {4}, kFloat32);
+  Tensor l = binary_cross_entropy_with_logits(big, labels, {.reduction = Reduction::None});
+  CHECK(l.values_as_double() == std::vector<double>{0, 0, 1000, 1000});
+  for (double g : grad({sum(l)}, {big})[0].values_as_double()) CHECK(std::isfinite(g));
+}
+
+TEST_CASE("accuracy") {
+  Tensor logits = values({0.1, 0.9, 0.8, 0.2, 0.3, 0.7}, {3, 2});
+  CHECK(accuracy(logits, I64({1, 0, 0}, {3})) == doctest::Approx(2.0 / 3.0));
+  CHECK(accuracy(logits, I64({1, 0, 1}, {3})) == 1.0);
+  CHECK_THROWS_AS(accuracy(logits, I64({1, 0}, {2})), Error);
+}
