@@ -159,6 +159,14 @@ TEST_SUITE("autograd") {
     CHECK(g[1].to_vector() == std::vector<double>{18.0, 36.0});
   }
 
+  TEST_CASE("a gradient with respect to a non-leaf leaves its node usable for a later backward") {
+    Tensor w = tensor({1.0, 2.0}, kFloat64).requires_grad_();
+    Tensor f = w * w;
+    Tensor gf = grad({(f * 3.0).sum()}, {f})[0];
+    CHECK(gf.to_vector() == std::vector<double>{3.0, 3.0});
+    CHECK(grad({f.sum()}, {w})[0].to_vector() == std::vector<double>{2.0, 4.0});
+  }
+
   TEST_CASE("NoGradGuard and detach stop recording") {
     Tensor x = tensor({1.0}, kFloat64).requires_grad_();
     {
