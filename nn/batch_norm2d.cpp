@@ -90,13 +90,16 @@ Tensor BatchNorm2d::forward(const Params& params, const Tensor& x) {
     running_var = running_var.select(0, step_);
     count = count.select(0, step_);
   }
-  double factor = 0.0;
-  if (is_training()) {
+  // PyTorch's momentum=None: the average over every batch so far, this one included.
+  const double factor = !is_training()       ? 0.0
+                        : options_.momentum ? *options_.momentum
+                                            : 1.0 / (count.item<double>() + 1.0);
+  Tensor y = functional::batch_norm2d(x, running_mean, running_var, weight, bias, is_training(), factor, options_.eps);
+  if (is_training()) {  // only once the batch has been accepted
     NoGradGuard no_grad;
     count.add_(1.0);
-    factor = options_.momentum ? *options_.momentum : 1.0 / count.item<double>();
   }
-  return functional::batch_norm2d(x, running_mean, running_var, weight, bias, is_training(), factor, options_.eps);
+  return y;
 }
 
 }  // namespace mg::nn

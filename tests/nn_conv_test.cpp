@@ -11,6 +11,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -624,6 +625,7 @@ TEST_SUITE("nn.conv") {
     BatchNorm2d bn3(3);
     bn3.to(kFloat64);
     CHECK_ERROR(bn3(N({1, 3, 1, 1}, 70)), "more than 1 value per channel", "[1,3,1,1]");
+    CHECK(bn3.buffer("num_batches_tracked").item<int64_t>() == 0);  // a rejected batch is not counted
     CHECK_ERROR(bn3(N({1, 3, 2, 2}, 70, kFloat32)), "batch_norm2d", "float32", "float64");
     CHECK_ERROR(BatchNorm2d(0), "num_features");
     CHECK_ERROR(BatchNorm2d(3, 1e-5, 1.5), "momentum");
