@@ -13,7 +13,9 @@
 #include "../meta/reptile.h"
 #include "../nn/linear.h"
 #include "../nn/losses.h"
+#include "../nn/embedding.h"
 #include "../nn/mlp.h"
+#include "../nn/transformer.h"
 
 using namespace mg;
 using mg::nn::TensorDict;
@@ -69,9 +71,70 @@ double max_relative_error(const std::vector<double>& a, const std::vector<double
   return worst;
 }
 
+// Token embedding -> one encoder layer -> mean over positions -> linear: the words task's model,
+// in miniature.
+class TinyTransformerClassifier : public nn::Module {
+ public:
+  TinyTransformerClassifier(int64_t vocab, int64_t d_model, int64_t classes, Generator* gen) {
+    register_module("embed", std::make_shared<nn::Embedding>(vocab, d_model, std::nullopt, gen));
+    register_module("encoder", std::make_shared<nn::TransformerEncoderLayer>(
+                                   nn::TransformerLayerOptions{.d_model = d_model, .nhead = 2, .dim_feedforward = 8,
+                                                               .dropout = 0.0, .norm_first = true},
+                                   gen));
+    register_module("head", std::make_shared<nn::Linear>(d_model, classes, true, gen));
+  }
+  std::string type_name() const override { return "TinyTransformerClassifier"; }
+  using nn::Module::forward;
+  Tensor forward(const nn::Params& p, const Tensor& tokens) override {
+    Tensor h = child("embed")->forward(p.sub("embed"), tokens);
+    h = child("encoder")->forward(p.sub("encoder"), h);
+    return child("head")->forward(p.sub("head"), h.mean({1}));
+  }
+};
+
 }  // namespace
 
 TEST_SUITE("meta.algorithms") {
+  TEST_CASE("MAML through 3 inner steps of a tiny transformer equals finite differences") {
+    Generator gen(21);
+    TinyTransformerClassifier model(6, 4, 2, &gen);
+    model.to(kFloat64);
+    meta::Task task;
+    task.support_x = randint(0, 6, {4, 3}, kCPU, &gen);
+    task.support_y = tensor(std::vector<int64_t>{0, 1, 0, 1}, {4});
+    task.query_x = randint(0, 6, {4, 3}, kCPU, &gen);
+    task.query_y = tensor(std::vector<int64_t>{1, 0, 1, 0}, {4});
+    auto ce = [](const Tensor& logits, const Tensor& y) { return nn::cross_entropy(logits, y); };
+    meta::MamlOptions options;
+    options.inner = {.steps = 3, .lr = 0.3};
+    TensorDict params = fresh_leaves(model.named_parameters());
+    auto query_loss = [&](const TensorDict& p) { return meta::maml_task_loss(model, p, task, ce, options).query_loss; };
+    const std::vector<double> analytic = flatten(grad({query_loss(params)}, params.values()));
+    // Every tensor's first three elements: enough to touch each layer without thousands of evaluations.
+    TensorDict probe;
+    std::vector<double> expected;
+    std::size_t offset = 0;
+    for (const auto& [name, p] : params) {
+      const int64_t n = std::min<int64_t>(3, p.numel());
+      for (int64_t j = 0; j < n; ++j) {
+        auto at = [&](double delta) {
+          TensorDict copy = fresh_leaves(params);
+          copy.at(name).detach().reshape({-1}).narrow(0, j, 1).add_(delta);
+          return query_loss(copy).item();
+        };
+        const double numeric = (at(1e-6) - at(-1e-6)) / 2e-6;
+        expected.push_back(numeric);
+        probe.insert(name + "#" + std::to_string(j), tensor({analytic[offset + j]}, kFloat64));
+      }
+      offset += p.numel();
+    }
+    std::vector<double> got;
+    for (const auto& [key, t] : probe) got.push_back(t.item());
+    const double err = max_relative_error(got, expected);
+    MESSAGE("MAML 3 steps, tiny transformer: ", got.size(), " entries, max relative error ", err);
+    CHECK(err < 1e-6);
+  }
+
   TEST_CASE("MAML through 3 inner steps equals finite differences of the post-adaptation query loss") {
     Generator gen(11);
     auto model = nn::make_mlp({.sizes = {2, 8, 8, 1}, .activation = nn::functional::Activation::Tanh}, &gen);
