@@ -2,6 +2,8 @@
 // involved; edge cases that are not errors (zero-size tensors) work.
 #include <doctest/doctest.h>
 
+#include "check_error.h"
+
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -20,28 +22,7 @@ namespace {
 
 using namespace mg;
 
-// Runs fn; checks it throws mg::Error (not another exception) whose message contains each part.
-void check_error(const char* expr, const std::function<void()>& fn, std::initializer_list<std::string_view> parts) {
-  INFO("expression: " << std::string(expr));
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    INFO("message: " << message);
-    for (std::string_view part : parts)
-      CHECK_MESSAGE(message.find(part) != std::string::npos, "message lacks \"" << std::string(part) << "\"");
-    return;
-  } catch (const std::exception& e) {
-    FAIL_CHECK("threw a std::exception that is not mg::Error: " << e.what());
-    return;
-  } catch (...) {
-    FAIL_CHECK("threw something that is not a std::exception");
-    return;
-  }
-  FAIL_CHECK("did not throw");
-}
 
-#define CHECK_MG_ERROR(expr, ...) check_error(#expr, [&] { (void)(expr); }, {__VA_ARGS__})
 
 Tensor I(const std::vector<int64_t>& values, const Shape& shape) { return tensor(values, shape); }
 Tensor F(const Shape& shape, DType dtype = kFloat32) { return ones(shape, dtype); }
@@ -336,7 +317,7 @@ TEST_SUITE("errors") {
       y.backward();
       CHECK_MG_ERROR(y.backward(), "retain_graph");
       Tensor z = (w * x).sum();
-      check_error("grad twice",
+      mg::testing::check_error("grad twice",
                   [&] {
                     grad({z}, {w});
                     grad({z}, {w});

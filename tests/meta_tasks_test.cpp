@@ -6,6 +6,8 @@
 // skipped with a message when not.
 #include <doctest/doctest.h>
 
+#include "check_error.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -42,23 +44,6 @@ namespace fs = std::filesystem;
 using namespace mg;
 using namespace mg::meta;
 
-void check_error(const char* expr, const std::function<void()>& fn, std::initializer_list<std::string_view> parts) {
-  INFO("expression: " << std::string(expr));
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    INFO("message: " << message);
-    for (std::string_view part : parts)
-      CHECK_MESSAGE(message.find(part) != std::string::npos, "message lacks \"" << std::string(part) << "\"");
-    return;
-  } catch (const std::exception& e) {
-    FAIL_CHECK("threw a std::exception that is not mg::Error: " << e.what());
-    return;
-  }
-  FAIL_CHECK("did not throw");
-}
-#define CHECK_MG_ERROR(expr, ...) check_error(#expr, [&] { (void)(expr); }, {__VA_ARGS__})
 
 // A fresh directory under the system's temporary folder, removed with everything in it.
 class TempDir {

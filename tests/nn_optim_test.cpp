@@ -3,6 +3,8 @@
 // resumption through a safetensors checkpoint, and the errors bad settings and states raise.
 #include <doctest/doctest.h>
 
+#include "check_error.h"
+
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -36,25 +38,7 @@ namespace {
 using namespace mg;
 using namespace mg::nn;
 
-// Runs fn; checks it throws mg::Error (not another exception) whose message contains each part.
-void check_error(const char* expr, const std::function<void()>& fn, std::initializer_list<std::string_view> parts) {
-  INFO("expression: " << std::string(expr));
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    INFO("message: " << message);
-    for (std::string_view part : parts)
-      CHECK_MESSAGE(message.find(part) != std::string::npos, "message lacks \"" << std::string(part) << "\"");
-    return;
-  } catch (const std::exception& e) {
-    FAIL_CHECK("threw a std::exception that is not mg::Error: " << e.what());
-    return;
-  }
-  FAIL_CHECK("did not throw");
-}
 
-#define CHECK_MG_ERROR(expr, ...) check_error(#expr, [&] { (void)(expr); }, {__VA_ARGS__})
 
 Tensor leaf(std::vector<double> values, DType dtype = kFloat64) {
   const auto n = static_cast<int64_t>(values.size());

@@ -1,0 +1,326 @@
+#include "trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <ostream>
+#include <sstream>
+
+#include "../autograd/grad_mode.h"
+#include "../autograd/ops.h"
+#include "../nn/losses.h"
+#include "../nn/safetensors.h"
+#include "../tensor/error.h"
+#include "../tensor/shape.h"
+#include "maml.h"
+#include "reptile.h"
+
+namespace mg::meta {
+
+namespace {
+
+constexpr const char* kModelPrefix = "model.";
+constexpr const char* kOptimizerPrefix = "optimizer.";
+constexpr const char* kLrsPrefix = "lrs.";
+constexpr const char* kTrainerPrefix = "trainer.";
+
+struct MeanCi {
+  double mean = 0.0;
+  double ci95 = 0.0;
+};
+
+MeanCi mean_ci95(const std::vector<double>& values) {
+  MeanCi out;
+  if (values.empty()) return out;
+  const double n = static_cast<double>(values.size());
+  for (double v : values) out.mean += v;
+  out.mean /= n;
+  if (values.size() < 2) return out;
+  double ss = 0.0;
+  for (double v : values) ss += (v - out.mean) * (v - out.mean);
+  out.ci95 = 1.96 * std::sqrt(ss / (n - 1.0)) / std::sqrt(n);
+  return out;
+}
+
+std::string config_summary(const TrainerConfig& c) {
+  std::ostringstream out;
+  out << "algorithm=" << algorithm_name(c.algorithm) << " inner_steps=" << c.inner_steps << " inner_lr=" << c.inner_lr
+      << " outer_lr=" << c.outer_lr << " meta_batch=" << c.meta_batch << " iterations=" << c.iterations
+      << " loss=" << loss_kind_name(c.loss) << " seed=" << c.seed;
+  if (c.algorithm == Algorithm::Anil) out << " head=" << c.anil_head_prefix;
+  return out.str();
+}
+
+uint64_t parse_u64(const nn::MetadataReader& in, const std::string& key) {
+  const std::string& text = in.text(key);
+  std::size_t used = 0;
+  uint64_t value = 0;
+  try {
+    value = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  MG_CHECK(used == text.size() && !text.empty(), in.context(), ": ", in.full_key(key),
+           " is not an unsigned integer: '", text, "'");
+  return value;
+}
+
+std::string format_seconds(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const auto total = static_cast<int64_t>(s + 0.5);
+  std::ostringstream out;
+  if (total >= 3600) out << total / 3600 << "h";
+  if (total >= 60) out << (total / 60) % 60 << "m";
+  out << total % 60 << "s";
+  return out.str();
+}
+
+}  // namespace
+
+const char* algorithm_name(Algorithm algorithm) {
+  switch (algorithm) {
+    case Algorithm::Maml: return "maml";
+    case Algorithm::FoMaml: return "fomaml";
+    case Algorithm::MetaSgd: return "metasgd";
+    case Algorithm::Anil: return "anil";
+    case Algorithm::Reptile: return "reptile";
+    case Algorithm::ProtoNet: return "protonet";
+    case Algorithm::IMaml: return "imaml";
+  }
+  return "?";
+}
+
+const char* loss_kind_name(LossKind kind) { return kind == LossKind::Mse ? "mse" : "cross_entropy"; }
+
+Trainer::Trainer(nn::Module& model, TaskSampler& train_sampler, const TaskSampler* eval_sampler, TrainerConfig config,
+                 std::ostream* log)
+    : model_(model),
+      train_sampler_(train_sampler),
+      eval_sampler_(eval_sampler),
+      config_(std::move(config)),
+      log_(log),
+      best_eval_loss_(std::numeric_limits<double>::infinity()) {
+  MG_CHECK(config_.algorithm != Algorithm::ProtoNet && config_.algorithm != Algorithm::IMaml,
+           "Trainer: algorithm '", algorithm_name(config_.algorithm), "' is not supported by the trainer yet");
+  MG_CHECK(config_.meta_batch >= 1, "Trainer: meta_batch must be >= 1, got ", config_.meta_batch);
+  MG_CHECK(config_.inner_steps >= 0, "Trainer: inner_steps must be >= 0, got ", config_.inner_steps);
+  MG_CHECK(config_.iterations >= 0, "Trainer: iterations must be >= 0, got ", config_.iterations);
+  MG_CHECK(config_.log_interval >= 0 && config_.eval_interval >= 0,
+           "Trainer: log_interval and eval_interval must be >= 0");
+  inner_.steps = config_.inner_steps;
+  inner_.lr = config_.inner_lr;
+  inner_.second_order = config_.algorithm != Algorithm::FoMaml;
+  if (config_.algorithm == Algorithm::Anil) {
+    inner_.adapt_prefixes = {config_.anil_head_prefix};
+    bool any = false;
+    for (const auto& [name, p] : model_.named_parameters()) any = any || adapts(inner_, name);
+    MG_CHECK(any, "Trainer: ANIL head prefix '", config_.anil_head_prefix, "' matches no parameter of the model");
+  }
+  if (config_.algorithm == Algorithm::MetaSgd) inner_.learned_lr = LearnedLr::PerElement;
+
+  nn::TensorDict outer;
+  for (const auto& [name, p] : model_.named_parameters()) outer.insert(kModelPrefix + name, p);
+  if (inner_.learned_lr != LearnedLr::None) {
+    learned_lrs_ = make_learned_lrs(model_.named_parameters(), inner_);
+    for (const auto& [name, lr] : learned_lrs_) outer.insert(kLrsPrefix + name, lr);
+  }
+  optimizer_ = std::make_unique<nn::Adam>(outer, nn::AdamOptions{.lr = config_.outer_lr});
+}
+
+std::string Trainer::fingerprint(const nn::Module& model) {
+  std::string out;
+  for (const auto& [name, p] : model.named_parameters()) out += name + shape_str(p.shape()) + ";";
+  return out;
+}
+
+Tensor Trainer::task_loss(const Tensor& output, const Tensor& target) const {
+  return config_.loss == LossKind::Mse ? nn::mse_loss(output, target) : nn::cross_entropy(output, target);
+}
+
+double Trainer::step() {
+  const LossFn loss = [this](const Tensor& out, const Tensor& y) { return task_loss(out, y); };
+  const TaskBatch batch = train_sampler_.next_batch(config_.meta_batch);
+  const nn::TensorDict params = model_.named_parameters();
+  const double scale = 1.0 / static_cast<double>(config_.meta_batch);
+  optimizer_->zero_grad();
+  double total = 0.0;
+  if (config_.algorithm == Algorithm::Reptile) {
+    nn::TensorDict sum;
+    for (int64_t t = 0; t < batch.size(); ++t) {
+      const Task task = batch.task(t);
+      {
+        // Reptile has no query objective of its own; the un-adapted query loss tracks progress.
+        NoGradGuard no_grad;
+        total += task_loss(model_.forward(nn::Params(params), task.query_x), task.query_y).item();
+      }
+      const nn::TensorDict direction = reptile_direction(model_, params, task, loss, inner_);
+      NoGradGuard no_grad;
+      for (const auto& [name, d] : direction) {
+        if (sum.contains(name)) sum.set(name, sum.at(name) + d);
+        else sum.insert(name, d.clone());
+      }
+    }
+    NoGradGuard no_grad;
+    for (const auto& [name, d] : sum) params.at(name).set_grad(d * scale);
+  } else {
+    MamlOptions options;
+    options.inner = inner_;
+    const nn::TensorDict* lrs = learned_lrs_.empty() ? nullptr : &learned_lrs_;
+    for (int64_t t = 0; t < batch.size(); ++t) {
+      // Backward per task so that each task's graph is freed before the next one is built.
+      TaskLoss result = maml_task_loss(model_, params, batch.task(t), loss, options, lrs);
+      total += result.query_loss.item();
+      (result.query_loss * scale).backward();
+    }
+  }
+  optimizer_->step();
+  ++iteration_;
+  return total * scale;
+}
+
+EvalResult Trainer::evaluate(int64_t tasks) {
+  MG_CHECK(eval_sampler_ != nullptr, "Trainer.evaluate: no evaluation sampler was given");
+  if (tasks < 0) tasks = config_.eval_tasks;
+  MG_CHECK(tasks >= 1, "Trainer.evaluate: needs at least one task, got ", tasks);
+  const LossFn loss = [this](const Tensor& out, const Tensor& y) { return task_loss(out, y); };
+  // Values are those of the trained objective; only the graph for meta-gradients is skipped.
+  InnerLoopOptions options = inner_;
+  options.second_order = false;
+  const nn::TensorDict lrs = learned_lrs_.map([](const Tensor& t) { return t.detach(); });
+  std::vector<double> losses, accuracies;
+  for (int64_t i = 0; i < tasks; ++i) {
+    const Task task = eval_sampler_->task(static_cast<uint64_t>(i));
+    const nn::TensorDict start =
+        model_.named_parameters().map([](const Tensor& p) { return p.detach().requires_grad_(); });
+    const Adaptation adapted = adapt(model_, start, task.support_x, task.support_y, loss, options,
+                                     lrs.empty() ? nullptr : &lrs);
+    NoGradGuard no_grad;
+    const Tensor out = model_.forward(nn::Params(adapted.params), task.query_x);
+    losses.push_back(task_loss(out, task.query_y).item());
+    if (config_.loss == LossKind::CrossEntropy) accuracies.push_back(nn::accuracy(out, task.query_y));
+  }
+  EvalResult result;
+  result.tasks = tasks;
+  const MeanCi l = mean_ci95(losses);
+  result.loss = l.mean;
+  result.loss_ci95 = l.ci95;
+  if (!accuracies.empty()) {
+    const MeanCi a = mean_ci95(accuracies);
+    result.accuracy = a.mean;
+    result.accuracy_ci95 = a.ci95;
+  }
+  return result;
+}
+
+void Trainer::write_csv_row(double train_loss, const EvalResult* eval, double seconds) {
+  const std::filesystem::path path = std::filesystem::path(config_.output_dir) / "metrics.csv";
+  // A resumed run appends to the metrics of the run it continues.
+  const bool append = csv_header_written_ || (iteration_ > 1 && std::filesystem::exists(path));
+  std::ofstream out(path, append ? std::ios::app : std::ios::trunc);
+  MG_CHECK(out.good(), "Trainer: cannot write ", path.string());
+  if (!append) out << "iteration,meta_train_loss,eval_loss,eval_ci95,eval_accuracy,seconds\n";
+  csv_header_written_ = true;
+  out.precision(9);
+  out << iteration_ << ',' << train_loss << ',';
+  if (eval) {
+    out << eval->loss << ',' << eval->loss_ci95 << ',';
+    if (eval->accuracy >= 0) out << eval->accuracy;
+  } else {
+    out << ",,";
+  }
+  out << ',' << seconds << '\n';
+  MG_CHECK(out.good(), "Trainer: failed writing ", path.string());
+}
+
+void Trainer::train() {
+  using clock = std::chrono::steady_clock;
+  const bool has_output = !config_.output_dir.empty();
+  if (has_output) std::filesystem::create_directories(config_.output_dir);
+  const std::filesystem::path dir(config_.output_dir);
+  const auto start = clock::now();
+  const int64_t first = iteration_;
+  while (iteration_ < config_.iterations) {
+    const double train_loss = step();
+    const double seconds = std::chrono::duration<double>(clock::now() - start).count();
+    const bool eval_now = (config_.eval_interval > 0 && iteration_ % config_.eval_interval == 0) ||
+                          iteration_ == config_.iterations;
+    EvalResult eval;
+    const bool evaluated = eval_now && eval_sampler_ != nullptr;
+    if (evaluated) eval = evaluate();
+    if (has_output) {
+      write_csv_row(train_loss, evaluated ? &eval : nullptr, seconds);
+      if (evaluated && eval.loss < best_eval_loss_) {
+        best_eval_loss_ = eval.loss;
+        save((dir / "best.safetensors").string());
+      }
+      if (eval_now) save((dir / "last.safetensors").string());
+    } else if (evaluated && eval.loss < best_eval_loss_) {
+      best_eval_loss_ = eval.loss;
+    }
+    if (log_ && config_.log_interval > 0 &&
+        (iteration_ % config_.log_interval == 0 || iteration_ == config_.iterations)) {
+      const double rate = static_cast<double>(iteration_ - first) / std::max(seconds, 1e-9);
+      const double eta = static_cast<double>(config_.iterations - iteration_) / rate;
+      *log_ << "iter " << iteration_ << "/" << config_.iterations << "  loss " << train_loss;
+      if (evaluated) *log_ << "  eval " << eval.loss << " +- " << eval.loss_ci95;
+      *log_ << "  " << rate << " it/s  ETA " << format_seconds(eta) << "\n";
+    }
+  }
+}
+
+void Trainer::save(const std::string& path) const {
+  nn::TensorDict tensors;
+  for (const auto& [name, t] : model_.state_dict()) tensors.insert(kModelPrefix + name, t.detach());
+  for (const auto& [name, t] : learned_lrs_) tensors.insert(kLrsPrefix + name, t.detach());
+  nn::OptimizerState opt = optimizer_->state_dict(kOptimizerPrefix);
+  for (const auto& [name, t] : opt.tensors) tensors.insert(name, t);
+  std::map<std::string, std::string> metadata = std::move(opt.metadata);
+  nn::MetadataWriter w(metadata, kTrainerPrefix);
+  w.put_int("step", iteration_);
+  w.put_text("cursor", std::to_string(train_sampler_.cursor()));
+  w.put_text("sampler_seed", std::to_string(train_sampler_.seed()));
+  w.put_text("algorithm", algorithm_name(config_.algorithm));
+  w.put_text("config", config_summary(config_));
+  w.put_text("fingerprint", fingerprint(model_));
+  w.put_double("best_eval_loss", best_eval_loss_);
+  nn::save_safetensors(path, tensors, metadata);
+}
+
+void Trainer::resume(const std::string& path) {
+  const nn::SafetensorsFile file = nn::load_safetensors(path);
+  const nn::MetadataReader in(file.metadata, kTrainerPrefix, "Trainer.resume(" + path + ")");
+  // Checked before anything changes, so a wrong file leaves the trainer as it was.
+  const std::string expected = fingerprint(model_);
+  const std::string& found = in.text("fingerprint");
+  MG_CHECK(found == expected, in.context(), ": model mismatch: the checkpoint was written for parameters ", found,
+           " but this model has ", expected);
+  const std::string& algorithm = in.text("algorithm");
+  MG_CHECK(algorithm == algorithm_name(config_.algorithm), in.context(), ": the checkpoint was written by '",
+           algorithm, "' but this trainer runs '", algorithm_name(config_.algorithm), "'");
+  const int64_t step = in.get_int("step");
+  const uint64_t cursor = parse_u64(in, "cursor");
+  const double best = in.get_double("best_eval_loss");
+  for (const auto& [name, lr] : learned_lrs_) {
+    const Tensor& saved = file.tensors.at(kLrsPrefix + name);
+    MG_CHECK(saved.shape() == lr.shape(), in.context(), ": learned rate ", name, " has shape ",
+             shape_str(saved.shape()), ", expected ", shape_str(lr.shape()));
+  }
+  nn::TensorDict model_state;
+  for (const auto& [name, t] : file.tensors)
+    if (name.rfind(kModelPrefix, 0) == 0) model_state.insert(name.substr(std::string(kModelPrefix).size()), t);
+  model_.load_state_dict(model_state);
+  optimizer_->load_state_dict(file.tensors, file.metadata, kOptimizerPrefix);
+  {
+    NoGradGuard no_grad;
+    for (const auto& [name, lr] : learned_lrs_) lr.detach().copy_(file.tensors.at(kLrsPrefix + name));
+  }
+  iteration_ = step;
+  train_sampler_.set_cursor(cursor);
+  best_eval_loss_ = best;
+  csv_header_written_ = false;
+}
+
+}  // namespace mg::meta

@@ -1,0 +1,95 @@
+#pragma once
+// A meta-training loop for the MAML family on any TaskSampler: meta-batches drawn from the
+// sampler's seeded stream, an outer Adam step per meta-iteration, periodic evaluation on held-out
+// tasks (mean query loss with a 95% interval), metrics as CSV, a progress line, and checkpoints
+// from which training resumes bit for bit (model, optimizer, learned rates, step, stream cursor).
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../nn/adam.h"
+#include "../nn/module.h"
+#include "../nn/tensor_dict.h"
+#include "inner_loop.h"
+#include "task.h"
+
+namespace mg::meta {
+
+enum class Algorithm { Maml, FoMaml, MetaSgd, Anil, Reptile, ProtoNet, IMaml };
+enum class LossKind { Mse, CrossEntropy };
+
+const char* algorithm_name(Algorithm algorithm);
+const char* loss_kind_name(LossKind kind);
+
+struct TrainerConfig {
+  Algorithm algorithm = Algorithm::Maml;
+  int inner_steps = 1;
+  double inner_lr = 0.01;
+  double outer_lr = 1e-3;
+  int64_t meta_batch = 4;
+  int64_t iterations = 1000;   // total, counted from the start of training (also across resumes)
+  int64_t log_interval = 100;  // 0: no progress lines
+  int64_t eval_interval = 0;   // 0: evaluate (and write last.safetensors) only at the end
+  int64_t eval_tasks = 100;
+  uint64_t seed = 0;  // recorded in the checkpoint; the task stream's seed belongs to the sampler
+  LossKind loss = LossKind::Mse;
+  std::string anil_head_prefix = "head.";  // the parameters ANIL adapts
+  std::string output_dir{};                // empty: no CSV and no checkpoints
+};
+
+struct EvalResult {
+  double loss = 0.0;      // mean post-adaptation query loss over the evaluation tasks
+  double loss_ci95 = 0.0;  // 1.96 * sample std / sqrt(n)
+  double accuracy = -1.0;  // mean query accuracy for classification; -1 for regression
+  double accuracy_ci95 = 0.0;
+  int64_t tasks = 0;
+};
+
+class Trainer {
+ public:
+  // eval_sampler: held-out tasks, its stream's tasks 0 .. eval_tasks-1; null means no evaluation
+  // (no best checkpoint). The model and samplers must outlive the trainer.
+  Trainer(nn::Module& model, TaskSampler& train_sampler, const TaskSampler* eval_sampler, TrainerConfig config,
+          std::ostream* log = nullptr);
+
+  // One meta-iteration; returns the mean query loss (or, for Reptile, the mean post-adaptation
+  // support loss) over the meta-batch.
+  double step();
+  // Runs until config.iterations, evaluating, logging and checkpointing as configured.
+  void train();
+  EvalResult evaluate(int64_t tasks = -1);
+
+  // Checkpoint files. save() writes one; resume() restores model, optimizer, learned rates, step
+  // and sampler cursor, after checking that the checkpoint was written for a model with the same
+  // parameter names and shapes.
+  void save(const std::string& path) const;
+  void resume(const std::string& path);
+
+  int64_t iteration() const { return iteration_; }
+  const TrainerConfig& config() const { return config_; }
+  const nn::TensorDict& learned_lrs() const { return learned_lrs_; }
+  nn::Optimizer& optimizer() { return *optimizer_; }
+  double best_eval_loss() const { return best_eval_loss_; }
+  // "name[shape];..." over the model's parameters.
+  static std::string fingerprint(const nn::Module& model);
+
+ private:
+  Tensor task_loss(const Tensor& output, const Tensor& target) const;
+  void write_csv_row(double train_loss, const EvalResult* eval, double seconds);
+
+  nn::Module& model_;
+  TaskSampler& train_sampler_;
+  const TaskSampler* eval_sampler_;
+  TrainerConfig config_;
+  std::ostream* log_;
+  InnerLoopOptions inner_;
+  nn::TensorDict learned_lrs_;
+  std::unique_ptr<nn::Adam> optimizer_;
+  int64_t iteration_ = 0;
+  double best_eval_loss_;
+  bool csv_header_written_ = false;
+};
+
+}  // namespace mg::meta

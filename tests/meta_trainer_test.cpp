@@ -1,0 +1,219 @@
+// The meta-trainer: it learns, it resumes bit for bit, it writes its metrics and checkpoints, and
+// it refuses a checkpoint written for another model.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "../meta/sinusoid.h"
+#include "../meta/trainer.h"
+#include "../nn/mlp.h"
+#include "../tensor/error.h"
+
+using namespace mg;
+
+namespace {
+
+std::shared_ptr<nn::Sequential> tiny_mlp(uint64_t seed, int64_t hidden = 8) {
+  Generator gen(seed);
+  return nn::make_mlp({.sizes = {1, hidden, hidden, 1}, .activation = nn::functional::Activation::ReLU}, &gen);
+}
+
+meta::SinusoidOptions small_tasks() { return {.shots = 5, .queries = 5}; }
+
+meta::TrainerConfig base_config(meta::Algorithm algorithm, int64_t iterations) {
+  meta::TrainerConfig c;
+  c.algorithm = algorithm;
+  c.inner_steps = 1;
+  c.inner_lr = algorithm == meta::Algorithm::Reptile ? 0.02 : 0.01;
+  c.outer_lr = 1e-2;
+  c.meta_batch = 4;
+  c.iterations = iterations;
+  c.log_interval = 0;
+  c.eval_interval = 0;
+  c.eval_tasks = 8;
+  return c;
+}
+
+std::filesystem::path scratch_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("mg_trainer_test_" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+std::vector<std::vector<float>> values(const nn::Module& model) {
+  std::vector<std::vector<float>> out;
+  for (const auto& [name, p] : model.named_parameters()) out.push_back(p.to_vector<float>());
+  return out;
+}
+
+// Two-way classification of points by the sign of a random direction: enough to drive the
+// cross-entropy path (accuracy and its interval).
+class SignSampler : public meta::TaskSampler {
+ public:
+  explicit SignSampler(uint64_t seed) : meta::TaskSampler(seed) {}
+  meta::Task sample(Generator& gen) const override {
+    const Tensor w = randn({2, 1}, kFloat32, kCPU, &gen);
+    auto draw = [&](Tensor& x, Tensor& y) {
+      x = randn({6, 2}, kFloat32, kCPU, &gen);
+      std::vector<int64_t> labels;
+      const std::vector<double> xs = x.to_vector(), ws = w.to_vector();
+      for (int64_t i = 0; i < 6; ++i) labels.push_back(xs[2 * i] * ws[0] + xs[2 * i + 1] * ws[1] > 0 ? 1 : 0);
+      y = tensor(labels, {6});
+    };
+    meta::Task task;
+    draw(task.support_x, task.support_y);
+    draw(task.query_x, task.query_y);
+    return task;
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("meta.trainer") {
+  TEST_CASE("MAML on sinusoids lowers the held-out post-adaptation loss") {
+    auto model = tiny_mlp(1);
+    meta::SinusoidSampler train(small_tasks(), 100), held_out(small_tasks(), 200);
+    meta::TrainerConfig config = base_config(meta::Algorithm::Maml, 50);
+    config.eval_tasks = 16;
+    meta::Trainer trainer(*model, train, &held_out, config);
+    const double before = trainer.evaluate().loss;
+    trainer.train();
+    const double after = trainer.evaluate().loss;
+    MESSAGE("eval loss before ", before, " after ", after);
+    CHECK(trainer.iteration() == 50);
+    CHECK(after < before);
+  }
+
+  TEST_CASE("training N iterations equals N/2, checkpoint, fresh trainer, resume, N/2, bit for bit") {
+    for (meta::Algorithm algorithm : {meta::Algorithm::Maml, meta::Algorithm::FoMaml, meta::Algorithm::Reptile,
+                                      meta::Algorithm::MetaSgd, meta::Algorithm::Anil}) {
+      CAPTURE(meta::algorithm_name(algorithm));
+      meta::TrainerConfig config = base_config(algorithm, 20);
+      config.anil_head_prefix = "4.";  // the last Linear of the Sequential
+      auto straight = tiny_mlp(3);
+      {
+        meta::SinusoidSampler train(small_tasks(), 7);
+        meta::Trainer trainer(*straight, train, nullptr, config);
+        trainer.train();
+      }
+      const auto dir = scratch_dir(std::string("resume_") + meta::algorithm_name(algorithm));
+      const std::string ckpt = (dir / "half.safetensors").string();
+      {
+        auto model = tiny_mlp(3);
+        meta::SinusoidSampler train(small_tasks(), 7);
+        meta::TrainerConfig first_half = config;
+        first_half.iterations = 10;
+        meta::Trainer trainer(*model, train, nullptr, first_half);
+        trainer.train();
+        trainer.save(ckpt);
+      }
+      auto resumed = tiny_mlp(99);  // a different initialisation: everything must come from the file
+      meta::SinusoidSampler train(small_tasks(), 7);
+      meta::Trainer trainer(*resumed, train, nullptr, config);
+      trainer.resume(ckpt);
+      CHECK(trainer.iteration() == 10);
+      CHECK(train.cursor() == 40);
+      trainer.train();
+      CHECK(values(*resumed) == values(*straight));
+      std::filesystem::remove_all(dir);
+    }
+  }
+
+  TEST_CASE("metrics CSV and checkpoints are written") {
+    const auto dir = scratch_dir("outputs");
+    auto model = tiny_mlp(5);
+    meta::SinusoidSampler train(small_tasks(), 1), held_out(small_tasks(), 2);
+    meta::TrainerConfig config = base_config(meta::Algorithm::FoMaml, 6);
+    config.eval_interval = 3;
+    config.log_interval = 2;
+    config.output_dir = dir.string();
+    std::ostringstream log;
+    meta::Trainer trainer(*model, train, &held_out, config, &log);
+    trainer.train();
+    std::ifstream csv(dir / "metrics.csv");
+    std::string line;
+    std::vector<std::string> lines;
+    while (std::getline(csv, line)) lines.push_back(line);
+    REQUIRE(lines.size() == 7);
+    CHECK(lines[0] == "iteration,meta_train_loss,eval_loss,eval_ci95,eval_accuracy,seconds");
+    CHECK(lines[1].rfind("1,", 0) == 0);
+    CHECK(lines[6].rfind("6,", 0) == 0);
+    CHECK(std::filesystem::exists(dir / "last.safetensors"));
+    CHECK(std::filesystem::exists(dir / "best.safetensors"));
+    CHECK(log.str().find("it/s") != std::string::npos);
+    CHECK(log.str().find("ETA") != std::string::npos);
+    std::filesystem::remove_all(dir);
+  }
+
+  TEST_CASE("a checkpoint from a model of another shape is refused with one clear error") {
+    const auto dir = scratch_dir("mismatch");
+    const std::string ckpt = (dir / "c.safetensors").string();
+    meta::SinusoidSampler train(small_tasks(), 1);
+    {
+      auto model = tiny_mlp(1, 8);
+      meta::Trainer trainer(*model, train, nullptr, base_config(meta::Algorithm::Maml, 1));
+      trainer.train();
+      trainer.save(ckpt);
+    }
+    auto other = tiny_mlp(1, 6);
+    meta::Trainer trainer(*other, train, nullptr, base_config(meta::Algorithm::Maml, 1));
+    const auto before = values(*other);
+    std::string message;
+    try {
+      trainer.resume(ckpt);
+    } catch (const Error& e) {
+      message = e.what();
+    }
+    CHECK(message.find("mismatch") != std::string::npos);
+    CHECK(message.find("[8,1]") != std::string::npos);
+    CHECK(values(*other) == before);
+    CHECK(trainer.iteration() == 0);
+    std::filesystem::remove_all(dir);
+  }
+
+  TEST_CASE("evaluation gives a finite mean and 95% interval") {
+    auto model = tiny_mlp(2);
+    meta::SinusoidSampler train(small_tasks(), 1), held_out(small_tasks(), 2);
+    meta::Trainer trainer(*model, train, &held_out, base_config(meta::Algorithm::Maml, 0));
+    const meta::EvalResult r = trainer.evaluate(10);
+    CHECK(r.tasks == 10);
+    CHECK(std::isfinite(r.loss));
+    CHECK(std::isfinite(r.loss_ci95));
+    CHECK(r.loss > 0);
+    CHECK(r.loss_ci95 > 0);
+    CHECK(r.accuracy == -1.0);
+    CHECK(held_out.cursor() == 0);  // evaluation reads the stream by index and moves nothing
+  }
+
+  TEST_CASE("classification reports accuracy with its interval") {
+    Generator gen(4);
+    auto model = nn::make_mlp({.sizes = {2, 8, 2}}, &gen);
+    SignSampler train(1), held_out(2);
+    meta::TrainerConfig config = base_config(meta::Algorithm::Maml, 3);
+    config.loss = meta::LossKind::CrossEntropy;
+    config.inner_lr = 0.1;
+    meta::Trainer trainer(*model, train, &held_out, config);
+    trainer.train();
+    const meta::EvalResult r = trainer.evaluate(10);
+    CHECK(std::isfinite(r.loss));
+    CHECK(r.accuracy >= 0.0);
+    CHECK(r.accuracy <= 1.0);
+    CHECK(std::isfinite(r.accuracy_ci95));
+  }
+
+  TEST_CASE("unsupported algorithms and bad settings are refused") {
+    auto model = tiny_mlp(2);
+    meta::SinusoidSampler train(small_tasks(), 1);
+    CHECK_THROWS_WITH_AS(meta::Trainer(*model, train, nullptr, base_config(meta::Algorithm::ProtoNet, 1)),
+                         doctest::Contains("not supported by the trainer yet"), Error);
+    meta::TrainerConfig anil = base_config(meta::Algorithm::Anil, 1);
+    anil.anil_head_prefix = "nothing.";
+    CHECK_THROWS_AS(meta::Trainer(*model, train, nullptr, anil), Error);
+  }
+}
