@@ -21,28 +21,27 @@ TensorList axpy(double alpha, const TensorList& x, const TensorList& y) {  // al
   return out;
 }
 
+nn::TensorDict named(const std::vector<std::string>& names, const TensorList& values) {
+  nn::TensorDict d;
+  for (std::size_t i = 0; i < names.size(); ++i) d.insert(names[i], values[i]);
+  return d;
+}
+
 }  // namespace
 
-ImamlResult imaml_meta_gradient(nn::Module& model, const nn::TensorDict& params, const Task& task, const LossFn& loss,
-                                const ImamlOptions& options) {
+nn::TensorDict imaml_adapt(nn::Module& model, const nn::TensorDict& params, const Task& task, const LossFn& loss,
+                           const ImamlOptions& options) {
   MG_CHECK(options.lambda > 0, "imaml: lambda must be positive, got ", options.lambda);
-  MG_CHECK(options.cg_steps > 0, "imaml: cg_steps must be positive, got ", options.cg_steps);
-  const std::vector<std::string> names = params.keys();
+  MG_CHECK(options.inner_steps >= 0, "imaml: inner_steps must be >= 0, got ", options.inner_steps);
   TensorList theta, phi;
   for (const auto& [name, p] : params) {
     theta.push_back(p.detach());
     phi.push_back(p.detach().clone().requires_grad_());
   }
-  auto as_dict = [&names](const TensorList& values) {
-    nn::TensorDict d;
-    for (std::size_t i = 0; i < names.size(); ++i) d.insert(names[i], values[i]);
-    return d;
-  };
-
-  // Inner problem, first order: gradient descent on the proximally regularised support loss.
+  const std::vector<std::string> names = params.keys();
   for (int step = 0; step < options.inner_steps; ++step) {
     model.set_inner_step(step);
-    Tensor support_loss = loss(model.forward(nn::Params(as_dict(phi)), task.support_x), task.support_y);
+    Tensor support_loss = loss(model.forward(nn::Params(named(names, phi)), task.support_x), task.support_y);
     TensorList g = grad({support_loss}, phi, {}, {.allow_unused = true});
     NoGradGuard no_grad;
     for (std::size_t i = 0; i < phi.size(); ++i) {
@@ -53,9 +52,20 @@ ImamlResult imaml_meta_gradient(nn::Module& model, const nn::TensorDict& params,
     }
   }
   model.set_inner_step(options.inner_steps);
+  return named(names, phi);
+}
+
+ImamlResult imaml_meta_gradient(nn::Module& model, const nn::TensorDict& params, const Task& task, const LossFn& loss,
+                                const ImamlOptions& options) {
+  MG_CHECK(options.cg_steps > 0, "imaml: cg_steps must be positive, got ", options.cg_steps);
+  const std::vector<std::string> names = params.keys();
+  // Inner problem, first order: gradient descent on the proximally regularised support loss.
+  const nn::TensorDict adapted = imaml_adapt(model, params, task, loss, options);
+  TensorList phi;
+  for (const auto& name : names) phi.push_back(adapted.at(name));
 
   ImamlResult result;
-  Tensor query_output = model.forward(nn::Params(as_dict(phi)), task.query_x);
+  Tensor query_output = model.forward(nn::Params(named(names, phi)), task.query_x);
   Tensor query_loss = loss(query_output, task.query_y);
   result.query_loss = query_loss.item();
   result.query_output = query_output.detach();
@@ -64,7 +74,7 @@ ImamlResult imaml_meta_gradient(nn::Module& model, const nn::TensorDict& params,
     if (!gq[i].defined()) gq[i] = zeros_like(phi[i]);
 
   // (I + H / lambda) x = gq by conjugate gradient; H v from double backward of the support loss.
-  Tensor support_loss = loss(model.forward(nn::Params(as_dict(phi)), task.support_x), task.support_y);
+  Tensor support_loss = loss(model.forward(nn::Params(named(names, phi)), task.support_x), task.support_y);
   TensorList gs = grad({support_loss}, phi, {}, {.create_graph = true, .allow_unused = true});
   auto apply = [&](const TensorList& v) {
     Tensor inner;
@@ -100,7 +110,7 @@ ImamlResult imaml_meta_gradient(nn::Module& model, const nn::TensorDict& params,
     rr = rr_next;
   }
   result.cg_residual = norm_b > 0 ? std::sqrt(rr) / norm_b : 0.0;
-  result.meta_gradient = as_dict(x);
+  result.meta_gradient = named(names, x);
   return result;
 }
 

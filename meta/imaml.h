@@ -23,6 +23,11 @@ struct ImamlResult {
   double cg_residual = 0.0;      // |r| after the last CG step, relative to |grad L_query|
 };
 
+// The inner problem alone: options.inner_steps steps of gradient descent on
+// L_support(phi) + lambda/2 |phi - theta|^2 from phi = theta, first order (no graph).
+nn::TensorDict imaml_adapt(nn::Module& model, const nn::TensorDict& params, const Task& task, const LossFn& loss,
+                           const ImamlOptions& options);
+
 ImamlResult imaml_meta_gradient(nn::Module& model, const nn::TensorDict& params, const Task& task, const LossFn& loss,
                                 const ImamlOptions& options);
 

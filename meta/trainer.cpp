@@ -16,6 +16,7 @@
 #include "../tensor/error.h"
 #include "../tensor/shape.h"
 #include "maml.h"
+#include "protonet.h"
 #include "reptile.h"
 
 namespace mg::meta {
@@ -78,7 +79,22 @@ std::string format_seconds(double s) {
   return out.str();
 }
 
+// Classes in a task: its class names, or one more than its largest label.
+int64_t task_ways(const Task& task) {
+  if (!task.class_names.empty()) return static_cast<int64_t>(task.class_names.size());
+  MG_CHECK(task.support_y.dtype() == kInt64, "protonet: needs int64 class labels, got ",
+           dtype_name(task.support_y.dtype()));
+  return static_cast<int64_t>(amax(task.support_y).item()) + 1;
+}
+
 }  // namespace
+
+Algorithm algorithm_from_name(std::string_view name) {
+  for (Algorithm a : {Algorithm::Maml, Algorithm::FoMaml, Algorithm::MetaSgd, Algorithm::Anil, Algorithm::Reptile,
+                      Algorithm::ProtoNet, Algorithm::IMaml})
+    if (name == algorithm_name(a)) return a;
+  MG_FAIL("unknown algorithm '", name, "' (known: maml, fomaml, metasgd, anil, reptile, protonet, imaml)");
+}
 
 const char* algorithm_name(Algorithm algorithm) {
   switch (algorithm) {
@@ -103,8 +119,8 @@ Trainer::Trainer(nn::Module& model, TaskSampler& train_sampler, const TaskSample
       config_(std::move(config)),
       log_(log),
       best_eval_loss_(std::numeric_limits<double>::infinity()) {
-  MG_CHECK(config_.algorithm != Algorithm::ProtoNet && config_.algorithm != Algorithm::IMaml,
-           "Trainer: algorithm '", algorithm_name(config_.algorithm), "' is not supported by the trainer yet");
+  MG_CHECK(config_.algorithm != Algorithm::ProtoNet || config_.loss == LossKind::CrossEntropy,
+           "Trainer: protonet classifies; it needs a classification task (cross-entropy loss)");
   MG_CHECK(config_.meta_batch >= 1, "Trainer: meta_batch must be >= 1, got ", config_.meta_batch);
   MG_CHECK(config_.inner_steps >= 0, "Trainer: inner_steps must be >= 0, got ", config_.inner_steps);
   MG_CHECK(config_.iterations >= 0, "Trainer: iterations must be >= 0, got ", config_.iterations);
@@ -141,65 +157,133 @@ Tensor Trainer::task_loss(const Tensor& output, const Tensor& target) const {
 }
 
 double Trainer::step() {
-  const LossFn loss = [this](const Tensor& out, const Tensor& y) { return task_loss(out, y); };
   const TaskBatch batch = train_sampler_.next_batch(config_.meta_batch);
   const nn::TensorDict params = model_.named_parameters();
   const double scale = 1.0 / static_cast<double>(config_.meta_batch);
   optimizer_->zero_grad();
   double total = 0.0;
-  if (config_.algorithm == Algorithm::Reptile) {
-    nn::TensorDict sum;
-    for (int64_t t = 0; t < batch.size(); ++t) {
-      const Task task = batch.task(t);
-      {
-        // Reptile has no query objective of its own; the un-adapted query loss tracks progress.
-        NoGradGuard no_grad;
-        total += task_loss(model_.forward(nn::Params(params), task.query_x), task.query_y).item();
-      }
-      const nn::TensorDict direction = reptile_direction(model_, params, task, loss, inner_);
-      NoGradGuard no_grad;
-      for (const auto& [name, d] : direction) {
-        if (sum.contains(name)) sum.set(name, sum.at(name) + d);
-        else sum.insert(name, d.clone());
-      }
-    }
-    NoGradGuard no_grad;
-    for (const auto& [name, d] : sum) params.at(name).set_grad(d * scale);
-  } else {
-    MamlOptions options;
-    options.inner = inner_;
-    const nn::TensorDict* lrs = learned_lrs_.empty() ? nullptr : &learned_lrs_;
-    for (int64_t t = 0; t < batch.size(); ++t) {
-      // Backward per task so that each task's graph is freed before the next one is built.
-      TaskLoss result = maml_task_loss(model_, params, batch.task(t), loss, options, lrs);
-      total += result.query_loss.item();
-      (result.query_loss * scale).backward();
-    }
+  switch (config_.algorithm) {
+    case Algorithm::Reptile: total = reptile_step(batch, params, scale); break;
+    case Algorithm::ProtoNet: total = protonet_step(batch, params, scale); break;
+    case Algorithm::IMaml: total = imaml_step(batch, params, scale); break;
+    default: total = maml_family_step(batch, params, scale); break;
   }
   optimizer_->step();
   ++iteration_;
   return total * scale;
 }
 
-EvalResult Trainer::evaluate(int64_t tasks) {
+double Trainer::maml_family_step(const TaskBatch& batch, const nn::TensorDict& params, double scale) {
+  const LossFn loss = [this](const Tensor& out, const Tensor& y) { return task_loss(out, y); };
+  MamlOptions options;
+  options.inner = inner_;
+  const nn::TensorDict* lrs = learned_lrs_.empty() ? nullptr : &learned_lrs_;
+  double total = 0.0;
+  for (int64_t t = 0; t < batch.size(); ++t) {
+    // Backward per task so that each task's graph is freed before the next one is built.
+    TaskLoss result = maml_task_loss(model_, params, batch.task(t), loss, options, lrs);
+    total += result.query_loss.item();
+    (result.query_loss * scale).backward();
+  }
+  return total;
+}
+
+double Trainer::reptile_step(const TaskBatch& batch, const nn::TensorDict& params, double scale) {
+  const LossFn loss = [this](const Tensor& out, const Tensor& y) { return task_loss(out, y); };
+  double total = 0.0;
+  nn::TensorDict sum;
+  for (int64_t t = 0; t < batch.size(); ++t) {
+    const Task task = batch.task(t);
+    {
+      // Reptile has no query objective of its own; the un-adapted query loss tracks progress.
+      NoGradGuard no_grad;
+      total += task_loss(model_.forward(nn::Params(params), task.query_x), task.query_y).item();
+    }
+    const nn::TensorDict direction = reptile_direction(model_, params, task, loss, inner_);
+    NoGradGuard no_grad;
+    for (const auto& [name, d] : direction) {
+      if (sum.contains(name)) sum.set(name, sum.at(name) + d);
+      else sum.insert(name, d.clone());
+    }
+  }
+  NoGradGuard no_grad;
+  for (const auto& [name, d] : sum) params.at(name).set_grad(d * scale);
+  return total;
+}
+
+double Trainer::protonet_step(const TaskBatch& batch, const nn::TensorDict& params, double scale) {
+  double total = 0.0;
+  for (int64_t t = 0; t < batch.size(); ++t) {
+    const Task task = batch.task(t);
+    ProtoOutput out = protonet_loss(model_, nn::Params(params), task, task_ways(task));
+    total += out.loss.item();
+    (out.loss * scale).backward();
+  }
+  return total;
+}
+
+double Trainer::imaml_step(const TaskBatch& batch, const nn::TensorDict& params, double scale) {
+  const LossFn loss = [this](const Tensor& out, const Tensor& y) { return task_loss(out, y); };
+  double total = 0.0;
+  nn::TensorDict sum;
+  for (int64_t t = 0; t < batch.size(); ++t) {
+    const ImamlResult result = imaml_meta_gradient(model_, params, batch.task(t), loss, imaml_options());
+    total += result.query_loss;
+    NoGradGuard no_grad;
+    for (const auto& [name, g] : result.meta_gradient) {
+      if (sum.contains(name)) sum.set(name, sum.at(name) + g);
+      else sum.insert(name, g.clone());
+    }
+  }
+  NoGradGuard no_grad;
+  for (const auto& [name, g] : sum) params.at(name).set_grad(g * scale);
+  return total;
+}
+
+EvalResult Trainer::evaluate(int64_t tasks, int inner_steps) {
   MG_CHECK(eval_sampler_ != nullptr, "Trainer.evaluate: no evaluation sampler was given");
-  if (tasks < 0) tasks = config_.eval_tasks;
+  return evaluate_on(*eval_sampler_, tasks < 0 ? config_.eval_tasks : tasks, inner_steps);
+}
+
+EvalResult Trainer::evaluate_on(const TaskSampler& sampler, int64_t tasks, int inner_steps) {
   MG_CHECK(tasks >= 1, "Trainer.evaluate: needs at least one task, got ", tasks);
   const LossFn loss = [this](const Tensor& out, const Tensor& y) { return task_loss(out, y); };
   // Values are those of the trained objective; only the graph for meta-gradients is skipped.
   InnerLoopOptions options = inner_;
   options.second_order = false;
+  if (inner_steps >= 0) options.steps = inner_steps;
+  if (options.learned_lr == LearnedLr::PerTensorPerStep) {
+    MG_CHECK(options.steps <= inner_.steps, "Trainer.evaluate: per-step learned rates exist for ", inner_.steps,
+             " steps, not ", options.steps);
+  }
+  ImamlOptions imaml = imaml_options();
+  if (inner_steps >= 0) imaml.inner_steps = inner_steps;
   const nn::TensorDict lrs = learned_lrs_.map([](const Tensor& t) { return t.detach(); });
   std::vector<double> losses, accuracies;
   for (int64_t i = 0; i < tasks; ++i) {
-    const Task task = eval_sampler_->task(static_cast<uint64_t>(i));
+    const Task task = sampler.task(static_cast<uint64_t>(i));
     const nn::TensorDict start =
         model_.named_parameters().map([](const Tensor& p) { return p.detach().requires_grad_(); });
-    const Adaptation adapted = adapt(model_, start, task.support_x, task.support_y, loss, options,
-                                     lrs.empty() ? nullptr : &lrs);
-    NoGradGuard no_grad;
-    const Tensor out = model_.forward(nn::Params(adapted.params), task.query_x);
-    losses.push_back(task_loss(out, task.query_y).item());
+    Tensor out;
+    double task_loss_value = 0.0;
+    if (config_.algorithm == Algorithm::ProtoNet) {
+      NoGradGuard no_grad;
+      const ProtoOutput proto = protonet_loss(model_, nn::Params(start), task, task_ways(task));
+      out = proto.logits;
+      task_loss_value = proto.loss.item();
+    } else {
+      nn::TensorDict adapted;
+      if (config_.algorithm == Algorithm::IMaml) {
+        adapted = imaml_adapt(model_, start, task, loss, imaml);
+      } else {
+        adapted = adapt(model_, start, task.support_x, task.support_y, loss, options, lrs.empty() ? nullptr : &lrs)
+                      .params;
+      }
+      NoGradGuard no_grad;
+      out = model_.forward(nn::Params(adapted), task.query_x);
+      task_loss_value = task_loss(out, task.query_y).item();
+    }
+    losses.push_back(task_loss_value);
     if (config_.loss == LossKind::CrossEntropy) accuracies.push_back(nn::accuracy(out, task.query_y));
   }
   EvalResult result;
@@ -213,6 +297,13 @@ EvalResult Trainer::evaluate(int64_t tasks) {
     result.accuracy_ci95 = a.ci95;
   }
   return result;
+}
+
+ImamlOptions Trainer::imaml_options() const {
+  ImamlOptions o = config_.imaml;
+  o.inner_steps = config_.inner_steps;
+  o.inner_lr = config_.inner_lr;
+  return o;
 }
 
 void Trainer::write_csv_row(double train_loss, const EvalResult* eval, double seconds) {
@@ -235,40 +326,82 @@ void Trainer::write_csv_row(double train_loss, const EvalResult* eval, double se
   MG_CHECK(out.good(), "Trainer: failed writing ", path.string());
 }
 
-void Trainer::train() {
+bool Trainer::train() {
   using clock = std::chrono::steady_clock;
   const bool has_output = !config_.output_dir.empty();
   if (has_output) std::filesystem::create_directories(config_.output_dir);
   const std::filesystem::path dir(config_.output_dir);
   const auto start = clock::now();
+  const double seconds_before = train_seconds_;
   const int64_t first = iteration_;
+  auto stop_requested = [this] { return config_.stop_flag != nullptr && config_.stop_flag->load(); };
   while (iteration_ < config_.iterations) {
+    if (stop_requested()) {
+      // The state after a whole iteration is what a checkpoint holds; resuming repeats nothing.
+      if (has_output) save((dir / "last.safetensors").string());
+      if (log_) *log_ << "stopped at iteration " << iteration_ << "/" << config_.iterations << "\n";
+      return false;
+    }
     const double train_loss = step();
     const double seconds = std::chrono::duration<double>(clock::now() - start).count();
+    train_seconds_ = seconds_before + seconds;
     const bool eval_now = (config_.eval_interval > 0 && iteration_ % config_.eval_interval == 0) ||
                           iteration_ == config_.iterations;
     EvalResult eval;
     const bool evaluated = eval_now && eval_sampler_ != nullptr;
     if (evaluated) eval = evaluate();
-    if (has_output) {
-      write_csv_row(train_loss, evaluated ? &eval : nullptr, seconds);
-      if (evaluated && eval.loss < best_eval_loss_) {
-        best_eval_loss_ = eval.loss;
-        save((dir / "best.safetensors").string());
-      }
-      if (eval_now) save((dir / "last.safetensors").string());
-    } else if (evaluated && eval.loss < best_eval_loss_) {
+    const bool improved = evaluated && eval.loss < best_eval_loss_;
+    if (improved) {
       best_eval_loss_ = eval.loss;
+      best_eval_ = eval;
+    }
+    if (has_output) {
+      write_csv_row(train_loss, evaluated ? &eval : nullptr, train_seconds_);
+      if (improved) save((dir / "best.safetensors").string());
+      if (eval_now) save((dir / "last.safetensors").string());
     }
     if (log_ && config_.log_interval > 0 &&
         (iteration_ % config_.log_interval == 0 || iteration_ == config_.iterations)) {
       const double rate = static_cast<double>(iteration_ - first) / std::max(seconds, 1e-9);
       const double eta = static_cast<double>(config_.iterations - iteration_) / rate;
-      *log_ << "iter " << iteration_ << "/" << config_.iterations << "  loss " << train_loss;
-      if (evaluated) *log_ << "  eval " << eval.loss << " +- " << eval.loss_ci95;
-      *log_ << "  " << rate << " it/s  ETA " << format_seconds(eta) << "\n";
+      std::ostringstream line;
+      line.precision(4);
+      line << "iter " << iteration_ << "/" << config_.iterations << "  loss " << train_loss;
+      if (evaluated) {
+        line << "  eval " << eval.loss << " +- " << eval.loss_ci95;
+        if (eval.accuracy >= 0) line << "  acc " << 100.0 * eval.accuracy << "% +- " << 100.0 * eval.accuracy_ci95;
+      }
+      line.precision(3);
+      line << "  " << rate << " it/s  elapsed " << format_seconds(train_seconds_) << "  ETA " << format_seconds(eta);
+      *log_ << line.str() << std::endl;
     }
   }
+  return true;
+}
+
+void Trainer::drop_csv_rows_after(int64_t iteration) const {
+  // An interrupted run may have logged iterations past its last checkpoint; the resumed run
+  // logs them again, so they go.
+  const std::filesystem::path path = std::filesystem::path(config_.output_dir) / "metrics.csv";
+  if (config_.output_dir.empty() || !std::filesystem::exists(path)) return;
+  std::ifstream in(path);
+  std::string header, line, kept;
+  if (!std::getline(in, header)) return;
+  kept = header + "\n";
+  while (std::getline(in, line)) {
+    std::size_t used = 0;
+    int64_t row = 0;
+    try {
+      row = std::stoll(line, &used);
+    } catch (const std::exception&) {
+      continue;
+    }
+    if (row <= iteration) kept += line + "\n";
+  }
+  in.close();
+  std::ofstream out(path, std::ios::trunc);
+  out << kept;
+  MG_CHECK(out.good(), "Trainer: failed rewriting ", path.string());
 }
 
 void Trainer::save(const std::string& path) const {
@@ -286,6 +419,14 @@ void Trainer::save(const std::string& path) const {
   w.put_text("config", config_summary(config_));
   w.put_text("fingerprint", fingerprint(model_));
   w.put_double("best_eval_loss", best_eval_loss_);
+  w.put_double("train_seconds", train_seconds_);
+  w.put_double("best_eval_accuracy", best_eval_.accuracy);
+  w.put_double("best_eval_accuracy_ci95", best_eval_.accuracy_ci95);
+  w.put_double("best_eval_loss_ci95", best_eval_.loss_ci95);
+  for (const auto& [key, value] : config_.metadata) {
+    MG_CHECK(!metadata.contains(key), "Trainer.save: metadata key '", key, "' is the trainer's own");
+    metadata[key] = value;
+  }
   nn::save_safetensors(path, tensors, metadata);
 }
 
@@ -320,7 +461,18 @@ void Trainer::resume(const std::string& path) {
   iteration_ = step;
   train_sampler_.set_cursor(cursor);
   best_eval_loss_ = best;
+  best_eval_ = EvalResult{};
+  best_eval_.loss = best;
+  if (file.metadata.contains(std::string(kTrainerPrefix) + "best_eval_accuracy")) {
+    best_eval_.accuracy = in.get_double("best_eval_accuracy");
+    best_eval_.accuracy_ci95 = in.get_double("best_eval_accuracy_ci95");
+    best_eval_.loss_ci95 = in.get_double("best_eval_loss_ci95");
+  }
+  train_seconds_ = file.metadata.contains(std::string(kTrainerPrefix) + "train_seconds")
+                       ? in.get_double("train_seconds")
+                       : 0.0;
   csv_header_written_ = false;
+  drop_csv_rows_after(step);
 }
 
 }  // namespace mg::meta

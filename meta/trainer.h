@@ -1,17 +1,21 @@
 #pragma once
-// A meta-training loop for the MAML family on any TaskSampler: meta-batches drawn from the
+// A meta-training loop for the MAML family, ProtoNets and iMAML on any TaskSampler: meta-batches drawn from the
 // sampler's seeded stream, an outer Adam step per meta-iteration, periodic evaluation on held-out
 // tasks (mean query loss with a 95% interval), metrics as CSV, a progress line, and checkpoints
 // from which training resumes bit for bit (model, optimizer, learned rates, step, stream cursor).
+#include <atomic>
 #include <cstdint>
 #include <iosfwd>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "../nn/adam.h"
 #include "../nn/module.h"
 #include "../nn/tensor_dict.h"
+#include "imaml.h"
 #include "inner_loop.h"
 #include "task.h"
 
@@ -21,6 +25,8 @@ enum class Algorithm { Maml, FoMaml, MetaSgd, Anil, Reptile, ProtoNet, IMaml };
 enum class LossKind { Mse, CrossEntropy };
 
 const char* algorithm_name(Algorithm algorithm);
+// The inverse of algorithm_name; throws mg::Error listing the known names.
+Algorithm algorithm_from_name(std::string_view name);
 const char* loss_kind_name(LossKind kind);
 
 struct TrainerConfig {
@@ -36,7 +42,13 @@ struct TrainerConfig {
   uint64_t seed = 0;  // recorded in the checkpoint; the task stream's seed belongs to the sampler
   LossKind loss = LossKind::Mse;
   std::string anil_head_prefix = "head.";  // the parameters ANIL adapts
+  ImamlOptions imaml{};                    // iMAML's lambda and CG steps (its inner steps and lr are the above)
   std::string output_dir{};                // empty: no CSV and no checkpoints
+  // Written into every checkpoint beside the trainer's own entries (the program stores how to
+  // rebuild the model and tasks there).
+  std::map<std::string, std::string> metadata{};
+  // Checked once per iteration: when it turns true, train() writes last.safetensors and returns.
+  const std::atomic<bool>* stop_flag = nullptr;
 };
 
 struct EvalResult {
@@ -57,9 +69,15 @@ class Trainer {
   // One meta-iteration; returns the mean query loss (or, for Reptile, the mean post-adaptation
   // support loss) over the meta-batch.
   double step();
-  // Runs until config.iterations, evaluating, logging and checkpointing as configured.
-  void train();
-  EvalResult evaluate(int64_t tasks = -1);
+  // Runs until config.iterations (or the stop flag), evaluating, logging and checkpointing as
+  // configured. Returns false when stopped early.
+  bool train();
+  // Held-out tasks 0 .. tasks-1 of the evaluation sampler, each adapted from the current
+  // parameters with inner_steps steps (-1: the configured number) of the trained algorithm's
+  // adaptation (none for ProtoNets).
+  EvalResult evaluate(int64_t tasks = -1, int inner_steps = -1);
+  // The same on any sampler's stream.
+  EvalResult evaluate_on(const TaskSampler& sampler, int64_t tasks, int inner_steps = -1);
 
   // Checkpoint files. save() writes one; resume() restores model, optimizer, learned rates, step
   // and sampler cursor, after checking that the checkpoint was written for a model with the same
@@ -72,11 +90,19 @@ class Trainer {
   const nn::TensorDict& learned_lrs() const { return learned_lrs_; }
   nn::Optimizer& optimizer() { return *optimizer_; }
   double best_eval_loss() const { return best_eval_loss_; }
+  const EvalResult& best_eval() const { return best_eval_; }
+  double train_seconds() const { return train_seconds_; }
   // "name[shape];..." over the model's parameters.
   static std::string fingerprint(const nn::Module& model);
 
  private:
   Tensor task_loss(const Tensor& output, const Tensor& target) const;
+  ImamlOptions imaml_options() const;
+  double maml_family_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
+  double reptile_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
+  double protonet_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
+  double imaml_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
+  void drop_csv_rows_after(int64_t iteration) const;
   void write_csv_row(double train_loss, const EvalResult* eval, double seconds);
 
   nn::Module& model_;
@@ -89,6 +115,8 @@ class Trainer {
   std::unique_ptr<nn::Adam> optimizer_;
   int64_t iteration_ = 0;
   double best_eval_loss_;
+  EvalResult best_eval_{};
+  double train_seconds_ = 0.0;
   bool csv_header_written_ = false;
 };
 

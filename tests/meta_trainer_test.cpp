@@ -2,6 +2,7 @@
 // it refuses a checkpoint written for another model.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -62,8 +63,15 @@ class SignSampler : public meta::TaskSampler {
     auto draw = [&](Tensor& x, Tensor& y) {
       x = randn({6, 2}, kFloat32, kCPU, &gen);
       std::vector<int64_t> labels;
-      const std::vector<double> xs = x.to_vector(), ws = w.to_vector();
-      for (int64_t i = 0; i < 6; ++i) labels.push_back(xs[2 * i] * ws[0] + xs[2 * i + 1] * ws[1] > 0 ? 1 : 0);
+      std::vector<double> xs = x.to_vector();
+      const std::vector<double> ws = w.to_vector();
+      // Alternating labels (every task has both classes): a point on the wrong side is mirrored.
+      for (int64_t i = 0; i < 6; ++i) {
+        const bool positive = xs[2 * i] * ws[0] + xs[2 * i + 1] * ws[1] > 0;
+        if (positive != (i % 2 == 1)) xs[2 * i] = -xs[2 * i], xs[2 * i + 1] = -xs[2 * i + 1];
+        labels.push_back(i % 2);
+      }
+      x = tensor(xs, {6, 2});
       y = tensor(labels, {6});
     };
     meta::Task task;
@@ -92,7 +100,7 @@ TEST_SUITE("meta.trainer") {
 
   TEST_CASE("training N iterations equals N/2, checkpoint, fresh trainer, resume, N/2, bit for bit") {
     for (meta::Algorithm algorithm : {meta::Algorithm::Maml, meta::Algorithm::FoMaml, meta::Algorithm::Reptile,
-                                      meta::Algorithm::MetaSgd, meta::Algorithm::Anil}) {
+                                      meta::Algorithm::MetaSgd, meta::Algorithm::Anil, meta::Algorithm::IMaml}) {
       CAPTURE(meta::algorithm_name(algorithm));
       meta::TrainerConfig config = base_config(algorithm, 20);
       config.anil_head_prefix = "4.";  // the last Linear of the Sequential
@@ -207,11 +215,102 @@ TEST_SUITE("meta.trainer") {
     CHECK(std::isfinite(r.accuracy_ci95));
   }
 
+  TEST_CASE("ProtoNets and iMAML train through the trainer and lower the held-out loss") {
+    for (meta::Algorithm algorithm : {meta::Algorithm::ProtoNet, meta::Algorithm::IMaml}) {
+      const std::string name = meta::algorithm_name(algorithm);
+      CAPTURE(name);
+      Generator gen(5);
+      // ProtoNets embeds (no classifier head); iMAML adapts a classifier.
+      auto model = nn::make_mlp({.sizes = {2, 16, algorithm == meta::Algorithm::ProtoNet ? 8 : 2}}, &gen);
+      SignSampler train(11), held_out(12);
+      meta::TrainerConfig config = base_config(algorithm, 40);
+      config.loss = meta::LossKind::CrossEntropy;
+      config.inner_lr = 0.1;
+      config.inner_steps = 3;
+      config.eval_tasks = 32;
+      meta::Trainer trainer(*model, train, &held_out, config);
+      const meta::EvalResult before = trainer.evaluate();
+      CHECK(trainer.train());
+      const meta::EvalResult after = trainer.evaluate();
+      MESSAGE(name, ": eval loss ", before.loss, " -> ", after.loss, ", accuracy ",
+              before.accuracy, " -> ", after.accuracy);
+      CHECK(after.loss < before.loss);
+      CHECK(after.accuracy >= 0.0);
+    }
+  }
+
+  TEST_CASE("a stop request ends training with a resumable last checkpoint and no duplicate CSV rows") {
+    const auto dir = scratch_dir("stop");
+    meta::TrainerConfig config = base_config(meta::Algorithm::Maml, 12);
+    config.output_dir = dir.string();
+    config.eval_interval = 4;
+    std::atomic<bool> stop{false};
+    config.stop_flag = &stop;
+    auto straight = tiny_mlp(8);
+    {
+      meta::SinusoidSampler train(small_tasks(), 3), held_out(small_tasks(), 4);
+      meta::TrainerConfig plain = config;
+      plain.output_dir.clear();
+      meta::Trainer trainer(*straight, train, &held_out, plain);
+      CHECK(trainer.train());
+    }
+    auto model = tiny_mlp(8);
+    {
+      meta::SinusoidSampler train(small_tasks(), 3), held_out(small_tasks(), 4);
+      meta::TrainerConfig first = config;
+      first.iterations = 7;  // as if interrupted between evaluations: rows 1..7 are in the CSV
+      meta::Trainer trainer(*model, train, &held_out, first);
+      trainer.train();
+      // Restart the same run from its last evaluation checkpoint (iteration 4): rows 5..7 go.
+    }
+    {
+      auto resumed = tiny_mlp(50);
+      meta::SinusoidSampler train(small_tasks(), 3), held_out(small_tasks(), 4);
+      meta::Trainer trainer(*resumed, train, &held_out, config);
+      trainer.resume((dir / "last.safetensors").string());
+      CHECK(trainer.iteration() == 7);  // the first run's end wrote last.safetensors at 7
+      stop = true;
+      CHECK_FALSE(trainer.train());
+      CHECK(trainer.iteration() == 7);
+      stop = false;
+      meta::Trainer again(*resumed, train, &held_out, config);
+      again.resume((dir / "last.safetensors").string());
+      CHECK(again.train());
+      CHECK(values(*resumed) == values(*straight));
+    }
+    std::ifstream csv(dir / "metrics.csv");
+    std::string line;
+    std::getline(csv, line);
+    std::vector<int64_t> rows;
+    while (std::getline(csv, line)) rows.push_back(std::stoll(line));
+    std::vector<int64_t> expected(12);
+    for (int64_t i = 0; i < 12; ++i) expected[static_cast<std::size_t>(i)] = i + 1;
+    CHECK(rows == expected);
+    // A checkpoint holding rows past its step (an interrupted run) drops them on resume.
+    {
+      auto m = tiny_mlp(8);
+      meta::SinusoidSampler train(small_tasks(), 3), held_out(small_tasks(), 4);
+      meta::TrainerConfig c = config;
+      meta::Trainer t(*m, train, &held_out, c);
+      t.resume((dir / "best.safetensors").string());
+      const int64_t at = t.iteration();
+      CHECK(at < 12);
+      std::ifstream again(dir / "metrics.csv");
+      std::getline(again, line);
+      int64_t last = 0, count = 0;
+      while (std::getline(again, line)) last = std::stoll(line), ++count;
+      CHECK(last == at);
+      CHECK(count == at);
+    }
+  }
+
   TEST_CASE("unsupported algorithms and bad settings are refused") {
     auto model = tiny_mlp(2);
     meta::SinusoidSampler train(small_tasks(), 1);
     CHECK_THROWS_WITH_AS(meta::Trainer(*model, train, nullptr, base_config(meta::Algorithm::ProtoNet, 1)),
-                         doctest::Contains("not supported by the trainer yet"), Error);
+                         doctest::Contains("protonet classifies"), Error);
+    CHECK_THROWS_WITH_AS(meta::algorithm_from_name("mamll"), doctest::Contains("unknown algorithm 'mamll'"), Error);
+    CHECK(meta::algorithm_from_name("imaml") == meta::Algorithm::IMaml);
     meta::TrainerConfig anil = base_config(meta::Algorithm::Anil, 1);
     anil.anil_head_prefix = "nothing.";
     CHECK_THROWS_AS(meta::Trainer(*model, train, nullptr, anil), Error);
