@@ -430,25 +430,50 @@ void Trainer::save(const std::string& path) const {
   nn::save_safetensors(path, tensors, metadata);
 }
 
-void Trainer::resume(const std::string& path) {
-  const nn::SafetensorsFile file = nn::load_safetensors(path);
-  const nn::MetadataReader in(file.metadata, kTrainerPrefix, "Trainer.resume(" + path + ")");
-  // Checked before anything changes, so a wrong file leaves the trainer as it was.
-  const std::string expected = fingerprint(model_);
+namespace {
+
+// Checks a checkpoint against this model before anything changes, so a wrong file leaves the
+// trainer as it was.
+void check_checkpoint_model(const nn::MetadataReader& in, const nn::Module& model, const nn::TensorDict& lrs,
+                            const nn::SafetensorsFile& file, const char* lrs_prefix) {
+  const std::string expected = Trainer::fingerprint(model);
   const std::string& found = in.text("fingerprint");
   MG_CHECK(found == expected, in.context(), ": model mismatch: the checkpoint was written for parameters ", found,
            " but this model has ", expected);
+  for (const auto& [name, lr] : lrs) {
+    const std::string key = lrs_prefix + name;
+    MG_CHECK(file.tensors.contains(key), in.context(), ": no learned rate ", name);
+    const Tensor& saved = file.tensors.at(key);
+    MG_CHECK(saved.shape() == lr.shape(), in.context(), ": learned rate ", name, " has shape ",
+             shape_str(saved.shape()), ", expected ", shape_str(lr.shape()));
+  }
+}
+
+}  // namespace
+
+int64_t Trainer::load_weights(const std::string& path) {
+  const nn::SafetensorsFile file = nn::load_safetensors(path);
+  const nn::MetadataReader in(file.metadata, kTrainerPrefix, "Trainer.load_weights(" + path + ")");
+  check_checkpoint_model(in, model_, learned_lrs_, file, kLrsPrefix);
+  nn::TensorDict model_state;
+  for (const auto& [name, t] : file.tensors)
+    if (name.rfind(kModelPrefix, 0) == 0) model_state.insert(name.substr(std::string(kModelPrefix).size()), t);
+  model_.load_state_dict(model_state);
+  NoGradGuard no_grad;
+  for (const auto& [name, lr] : learned_lrs_) lr.detach().copy_(file.tensors.at(kLrsPrefix + name));
+  return in.get_int("step");
+}
+
+void Trainer::resume(const std::string& path) {
+  const nn::SafetensorsFile file = nn::load_safetensors(path);
+  const nn::MetadataReader in(file.metadata, kTrainerPrefix, "Trainer.resume(" + path + ")");
+  check_checkpoint_model(in, model_, learned_lrs_, file, kLrsPrefix);
   const std::string& algorithm = in.text("algorithm");
   MG_CHECK(algorithm == algorithm_name(config_.algorithm), in.context(), ": the checkpoint was written by '",
            algorithm, "' but this trainer runs '", algorithm_name(config_.algorithm), "'");
   const int64_t step = in.get_int("step");
   const uint64_t cursor = parse_u64(in, "cursor");
   const double best = in.get_double("best_eval_loss");
-  for (const auto& [name, lr] : learned_lrs_) {
-    const Tensor& saved = file.tensors.at(kLrsPrefix + name);
-    MG_CHECK(saved.shape() == lr.shape(), in.context(), ": learned rate ", name, " has shape ",
-             shape_str(saved.shape()), ", expected ", shape_str(lr.shape()));
-  }
   nn::TensorDict model_state;
   for (const auto& [name, t] : file.tensors)
     if (name.rfind(kModelPrefix, 0) == 0) model_state.insert(name.substr(std::string(kModelPrefix).size()), t);

@@ -84,6 +84,8 @@ class Trainer {
   // parameter names and shapes.
   void save(const std::string& path) const;
   void resume(const std::string& path);
+  // Only the model's weights and learned rates (for evaluation); returns the checkpoint's step.
+  int64_t load_weights(const std::string& path);
 
   int64_t iteration() const { return iteration_; }
   const TrainerConfig& config() const { return config_; }
