@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
     if (command == "eval") return mg::app::eval_command(args);
     if (command == "info") return mg::app::info_command(args);
     if (command == "grad-check") return mg::app::grad_check_command(args);
-    std::cerr << "metagrad: unknown command '" << command << "'\n\n" << kUsage;
+    std::cerr << "metagrad: error: unknown command '" << command << "'\n\n" << kUsage;
     return mg::app::kExitUsage;
   } catch (const mg::Error& e) {
     std::cerr << "metagrad " << command << ": error: " << e.what() << "\n";
