@@ -322,7 +322,8 @@ meta::ModelSpec model_spec(const RunSpec& spec) {
   m.hidden = spec.hidden;
   m.layers = spec.layers;
   m.bn_mode = bn_mode_from_name(spec.bn_mode);
-  m.bn_steps = spec.inner_steps + 1;  // per-step: one set per inner step and one for the query pass
+  // Per-step statistics: one set per inner step and one for the query pass after the last.
+  m.bn_steps = m.bn_mode == nn::BatchNormMode::PerStep ? spec.inner_steps + 1 : 1;
   if (spec.task == TaskKind::Sinusoid) {
     m.outputs = 1;
   } else if (spec.algorithm == meta::Algorithm::ProtoNet) {
