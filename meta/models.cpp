@@ -8,6 +8,7 @@
 #include "../nn/conv2d.h"
 #include "../nn/embedding.h"
 #include "../nn/functional.h"
+#include "../nn/functional_conv.h"
 #include "../nn/init.h"
 #include "../nn/linear.h"
 #include "../nn/max_pool2d.h"
@@ -53,7 +54,7 @@ class ConvBlock : public nn::Module {
   Tensor forward(const nn::Params& params, const Tensor& x) override {
     Tensor h = child("conv")->forward(params.sub("conv"), x);
     h = relu(child("bn")->forward(params.sub("bn"), h));
-    return max_pool2d(h, 2);
+    return nn::functional::over_task_images(h, [](const Tensor& images) { return max_pool2d(images, 2); });
   }
 };
 
@@ -82,12 +83,17 @@ int64_t Conv4::embedding_size() const {
 }
 
 Tensor Conv4::forward(const nn::Params& params, const Tensor& x) {
-  MG_CHECK(x.dim() == 4 && x.size(1) == options_.in_channels && x.size(2) == options_.image_size &&
-               x.size(3) == options_.image_size,
-           "Conv4: expected input [B, ", options_.in_channels, ", ", options_.image_size, ", ", options_.image_size,
-           "], got ", shape_str(x.shape()));
+  // Per-task weights (nn/functional.h) take task-batched images [T, B, C, S, S].
+  const bool per_task = params.sub("blocks").sub("0").sub("conv")["weight"].dim() == 5;
+  const int64_t lead = per_task ? 2 : 1;
+  MG_CHECK(x.dim() == lead + 3 && x.size(-3) == options_.in_channels && x.size(-2) == options_.image_size &&
+               x.size(-1) == options_.image_size,
+           "Conv4: expected input [", per_task ? "T, B" : "B", ", ", options_.in_channels, ", ", options_.image_size,
+           ", ", options_.image_size, "], got ", shape_str(x.shape()));
   const Tensor h = child("blocks")->forward(params.sub("blocks"), x);
-  const Tensor flat = h.reshape({h.size(0), -1});
+  Shape flat_shape(h.shape().begin(), h.shape().begin() + lead);
+  flat_shape.push_back(-1);
+  const Tensor flat = h.reshape(flat_shape);
   if (options_.ways == 0) return flat;
   return child("head")->forward(params.sub("head"), flat);
 }
@@ -113,20 +119,27 @@ TransformerClassifier::TransformerClassifier(const TransformerClassifierOptions&
 }
 
 Tensor TransformerClassifier::forward(const nn::Params& params, const Tensor& tokens) {
-  MG_CHECK(tokens.dtype() == kInt64 && tokens.dim() == 2, "TransformerClassifier: expected int64 tokens [B, L], got ",
-           dtype_name(tokens.dtype()), " ", shape_str(tokens.shape()));
-  const int64_t len = tokens.size(1);
+  const Tensor pos = params["pos"];
+  // Per-task weights (nn/functional.h), pos [T, max_len, d_model], take tokens [T, B, L].
+  const bool per_task = pos.dim() == 3;
+  const int64_t lead = per_task ? 2 : 1;
+  MG_CHECK(tokens.dtype() == kInt64 && tokens.dim() == lead + 1, "TransformerClassifier: expected int64 tokens ",
+           per_task ? "[T, B, L]" : "[B, L]", ", got ", dtype_name(tokens.dtype()), " ", shape_str(tokens.shape()));
+  if (per_task) nn::functional::check_task_dim("TransformerClassifier", tokens, 3, pos);
+  const int64_t len = tokens.size(lead);
   MG_CHECK(len >= 1 && len <= options_.max_len, "TransformerClassifier: sequence length ", len,
            " is outside [1, max_len = ", options_.max_len, "]");
   const Tensor is_pad = eq(tokens, scalar(static_cast<double>(options_.pad_id), kInt64));
-  const DType dtype = params["pos"].dtype();
-  const Tensor keep = (1.0 - to_dtype(is_pad, dtype)).unsqueeze(-1);  // [B, L, 1]
-  const Tensor counts = sum(keep, {1});                                // [B, 1]
+  const DType dtype = pos.dtype();
+  const Tensor keep = (1.0 - to_dtype(is_pad, dtype)).unsqueeze(-1);  // [..., L, 1]
+  const Tensor counts = sum(keep, {lead});                            // [..., 1]
   MG_CHECK(amin(counts).item() > 0, "TransformerClassifier: a sequence consists of padding only");
-  Tensor h = child("embed")->forward(params.sub("embed"), tokens) + narrow(params["pos"], 0, 0, len);
+  Tensor positions = narrow(pos, lead - 1, 0, len);
+  if (per_task) positions = positions.unsqueeze(1);  // each task's table, for all of its sequences
+  Tensor h = child("embed")->forward(params.sub("embed"), tokens) + positions;
   auto& encoder = static_cast<nn::TransformerEncoder&>(*child("encoder"));
   h = encoder.forward(params.sub("encoder"), h, nn::functional::AttentionMasks{.key_padding_mask = is_pad});
-  const Tensor pooled = sum(h * keep, {1}) / counts;
+  const Tensor pooled = sum(h * keep, {lead}) / counts;
   return child("head")->forward(params.sub("head"), pooled);
 }
 

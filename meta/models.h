@@ -7,6 +7,9 @@
 //     mean over non-padding positions -> linear, for few-shot classification of token sequences.
 // Every model puts its classifier or regressor output layer under the name "head" (ANIL adapts
 // only "head.").
+// Every model also runs a whole meta-batch at once when given per-task parameters, each with a
+// leading task dim [T, ...] (nn/functional.h, meta/task_batched.h): its input and output then
+// gain the same leading T.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -53,7 +56,8 @@ class Conv4 : public nn::Module {
   explicit Conv4(const Conv4Options& options, Generator* gen = nullptr);
   std::string type_name() const override { return "Conv4"; }
   using nn::Module::forward;
-  // x [B, C, S, S] -> logits [B, ways], or embeddings [B, hidden * s * s] without a head.
+  // x [B, C, S, S] -> logits [B, ways], or embeddings [B, hidden * s * s] without a head; with
+  // per-task parameters, x [T, B, C, S, S] -> [T, B, ways].
   Tensor forward(const nn::Params& params, const Tensor& x) override;
   int64_t embedding_size() const;  // features entering the head
   const Conv4Options& options() const { return options_; }
@@ -82,7 +86,8 @@ class TransformerClassifier : public nn::Module {
   std::string type_name() const override { return "TransformerClassifier"; }
   using nn::Module::forward;
   // tokens [B, L] int64 with L <= max_len -> logits [B, classes]. A sequence of only padding is
-  // an error (it has nothing to average).
+  // an error (it has nothing to average). With per-task parameters (pos [T, max_len, d_model]),
+  // tokens [T, B, L] -> logits [T, B, classes].
   Tensor forward(const nn::Params& params, const Tensor& tokens) override;
   const TransformerClassifierOptions& options() const { return options_; }
 

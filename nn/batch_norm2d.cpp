@@ -72,8 +72,9 @@ void BatchNorm2d::set_inner_step(int step) {
 
 Tensor BatchNorm2d::forward(const Params& params, const Tensor& x) {
   MG_CHECK(x.defined(), "BatchNorm2d: input is an undefined tensor");
-  MG_CHECK(x.dim() == 4, "BatchNorm2d: expected a 4-D [N,C,H,W] input, got ", describe(x));
-  MG_CHECK(x.size(1) == num_features_, "BatchNorm2d: input ", describe(x), " has ", x.size(1),
+  MG_CHECK(x.dim() == 4 || x.dim() == 5,
+           "BatchNorm2d: expected a 4-D [N,C,H,W] input (or task-batched [T,N,C,H,W]), got ", describe(x));
+  MG_CHECK(x.size(-3) == num_features_, "BatchNorm2d: input ", describe(x), " has ", x.size(-3),
            " channels but the layer has ", num_features_, " features");
   const Tensor weight = options_.affine ? params["weight"] : Tensor();
   const Tensor bias = options_.affine ? params["bias"] : Tensor();
@@ -91,10 +92,22 @@ Tensor BatchNorm2d::forward(const Params& params, const Tensor& x) {
     count = count.select(0, step_);
   }
   // PyTorch's momentum=None: the average over every batch so far, this one included.
-  const double factor = !is_training()       ? 0.0
-                        : options_.momentum ? *options_.momentum
-                                            : 1.0 / (count.item<double>() + 1.0);
-  Tensor y = functional::batch_norm2d(x, running_mean, running_var, weight, bias, is_training(), factor, options_.eps);
+  auto factor = [&] {
+    return !is_training() ? 0.0 : options_.momentum ? *options_.momentum : 1.0 / (count.item<double>() + 1.0);
+  };
+  if (x.dim() == 5 && is_training()) {
+    // Each task's statistics update the running ones as a separate batch, in task order: what a
+    // loop over the tasks does for the same step.
+    Tensor y = functional::batch_norm2d(x, Tensor(), Tensor(), weight, bias, /*training=*/true, 0.0, options_.eps);
+    for (int64_t t = 0; t < x.size(0); ++t) {
+      functional::update_running_stats(x.select(0, t), running_mean, running_var, factor());
+      NoGradGuard no_grad;
+      count.add_(1.0);
+    }
+    return y;
+  }
+  Tensor y =
+      functional::batch_norm2d(x, running_mean, running_var, weight, bias, is_training(), factor(), options_.eps);
   if (is_training()) {  // only once the batch has been accepted
     NoGradGuard no_grad;
     count.add_(1.0);

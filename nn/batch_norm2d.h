@@ -20,6 +20,14 @@
 // The normalisation is composed of differentiable ops (functional::batch_norm2d), so a MAML
 // inner loop can differentiate through it to any order; running statistics are updated in
 // place under no-grad, from detached values.
+//
+// Task-batched input [T,N,C,H,W] (per-task weight and bias [T,C], see nn/functional.h): the
+// batch statistics are each task's own, over its N, H, W, so every task is normalised as it
+// would be on its own. The running statistics stay one set (per step) shared by all tasks: in
+// train() each task's statistics update them as a separate batch, in task order (T updates,
+// num_batches_tracked += T), and eval() normalises every task with them. Per step, this is the
+// sequence of updates a loop over the tasks makes; RunningStats mode's single set sees the same
+// updates in another order (all tasks' step s before step s + 1, rather than task by task).
 #include <cstdint>
 #include <optional>
 #include <string_view>

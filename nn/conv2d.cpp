@@ -37,7 +37,10 @@ void Conv2d::reset_parameters(Generator* gen) {
 
 Tensor Conv2d::forward(const Params& params, const Tensor& x) {
   // A fast-weight set missing the bias is an error, not a silently bias-free convolution.
-  return functional::conv2d(x, params["weight"], has_bias_ ? params["bias"] : Tensor(), stride_, padding_);
+  const Tensor weight = params["weight"];
+  const Tensor bias = has_bias_ ? params["bias"] : Tensor();
+  if (weight.dim() == 5) return functional::conv2d_per_task(x, weight, bias, stride_, padding_);
+  return functional::conv2d(x, weight, bias, stride_, padding_);
 }
 
 }  // namespace mg::nn

@@ -10,11 +10,25 @@
 
 namespace mg::nn::functional {
 
-// x @ weight^T + bias; weight [out, in], bias [out] or undefined.
+// ---- per-task weights ----
+//
+// A meta-batch of T tasks can run as one computation in which every parameter has a leading task
+// dim: [T, <its normal shape>], one set of fast weights per task. The layers recognise this from
+// the weight's rank (one dim more than normal); the input then carries the same leading task dim,
+// and task t's slice of the result is what the normal form gives for task t's slices of the input
+// and weights. The contractions become batched GEMMs, one per task.
+
+// Throws unless x has at least min_dims dims and a leading (task) dim equal to weight's, naming op
+// and both tensors.
+void check_task_dim(const char* op, const Tensor& x, int64_t min_dims, const Tensor& weight);
+
+// x @ weight^T + bias; weight [out, in], bias [out] or undefined. Per task: weight [T, out, in],
+// bias [T, out], x [T, ..., in].
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 // Normalises over the trailing dims given by normalized_shape (biased variance, as PyTorch),
-// then scales and shifts by weight and bias (either may be undefined).
+// then scales and shifts by weight and bias (either may be undefined). Per task: weight and bias
+// [T, normalized_shape...], x [T, ..., normalized_shape...].
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
                   const Tensor& bias = Tensor(), double eps = 1e-5);
 
@@ -23,7 +37,8 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
 
 // Rows of weight picked by int64 indices. Positions holding padding_idx look up their row as
-// usual but pass no gradient to it, so that row stays as it was (PyTorch's semantics).
+// usual but pass no gradient to it, so that row stays as it was (PyTorch's semantics). Per task:
+// weight [T, num, dim], indices [T, ...], each task's indices reading its own table.
 Tensor embedding(const Tensor& indices, const Tensor& weight, std::optional<int64_t> padding_idx = std::nullopt);
 
 enum class Activation { ReLU, GELU, GELUTanh, Tanh, Sigmoid };
@@ -66,7 +81,9 @@ struct MultiHeadAttentionOutput {
   Tensor weights{};  // [B, L, S] averaged over heads, or [B, H, L, S]; undefined unless need_weights
 };
 
-// Batch-first multi-head attention: query [B, L, E], key and value [B, S, E].
+// Batch-first multi-head attention: query [B, L, E], key and value [B, S, E]. Per task (every
+// weight with a leading T): query [T, B, L, E], key and value [T, B, S, E], key_padding_mask
+// [T, B, S], a 3-D attn_mask [T * B * num_heads, L, S]; the output and weights gain the T dim.
 MultiHeadAttentionOutput multi_head_attention_forward(const Tensor& query, const Tensor& key, const Tensor& value,
                                                       int64_t num_heads, const MultiHeadAttentionWeights& weights,
                                                       const AttentionMasks& masks = {}, double dropout_p = 0.0,

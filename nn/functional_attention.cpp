@@ -84,35 +84,44 @@ MultiHeadAttentionOutput multi_head_attention_forward(const Tensor& query, const
                                                       Generator* gen, bool need_weights, bool average_attn_weights) {
   const char* op = "multi_head_attention";
   MG_CHECK(query.defined() && key.defined() && value.defined(), op, ": query, key and value must be defined");
-  MG_CHECK(query.dim() == 3 && key.dim() == 3 && value.dim() == 3, op,
-           ": expects batch-first [B, L, E] query and [B, S, E] key and value, got query ", describe(query), ", key ",
-           describe(key), ", value ", describe(value));
-  const int64_t B = query.size(0), L = query.size(1), E = query.size(2), S = key.size(1);
-  MG_CHECK(key.shape() == value.shape() && key.size(0) == B && key.size(2) == E, op, ": key ", describe(key),
-           " and value ", describe(value), " must both be [", B, ", S, ", E, "] for query ", describe(query));
+  MG_CHECK(w.in_proj_weight.defined(), op, ": in_proj_weight must be defined");
+  // Per-task weights add a task dim in front of the batch dim; the attention itself runs over
+  // the T * B sequences folded into one batch.
+  const bool per_task = w.in_proj_weight.dim() == 3;
+  const int64_t lead = per_task ? 2 : 1;
+  MG_CHECK(query.dim() == lead + 2 && key.dim() == lead + 2 && value.dim() == lead + 2, op,
+           per_task ? ": per-task weights expect [T, B, L, E] query and [T, B, S, E] key and value, got query "
+                    : ": expects batch-first [B, L, E] query and [B, S, E] key and value, got query ",
+           describe(query), ", key ", describe(key), ", value ", describe(value));
+  if (per_task) check_task_dim(op, query, 4, w.in_proj_weight);
+  const Shape batch(query.shape().begin(), query.shape().begin() + lead);
+  const int64_t B = numel_of(batch), L = query.size(-2), E = query.size(-1), S = key.size(-2);
+  MG_CHECK(key.shape() == value.shape() && Shape(key.shape().begin(), key.shape().begin() + lead) == batch &&
+               key.size(-1) == E,
+           op, ": key ", describe(key), " and value ", describe(value), " must both be ", shape_str(batch), " + [S, ",
+           E, "] for query ", describe(query));
   MG_CHECK(num_heads > 0 && E % num_heads == 0, op, ": embed dim ", E, " is not divisible by num_heads ", num_heads);
-  MG_CHECK(w.in_proj_weight.defined() && w.in_proj_weight.dim() == 2 && w.in_proj_weight.size(0) == 3 * E &&
-               w.in_proj_weight.size(1) == E,
-           op, ": in_proj_weight must be [", 3 * E, ", ", E, "], got ",
-           w.in_proj_weight.defined() ? describe(w.in_proj_weight) : std::string("undefined"));
+  MG_CHECK(w.in_proj_weight.dim() == lead + 1 && w.in_proj_weight.size(-2) == 3 * E && w.in_proj_weight.size(-1) == E,
+           op, ": in_proj_weight must be [", 3 * E, ", ", E, "] (or [T, ", 3 * E, ", ", E, "] per task), got ",
+           describe(w.in_proj_weight));
   const int64_t H = num_heads, D = E / H;
 
   // One GEMM for all three projections when they share an input (self-attention), as PyTorch does.
   auto bias_part = [&](int64_t start, int64_t len) {
-    return w.in_proj_bias.defined() ? narrow(w.in_proj_bias, 0, start, len) : Tensor();
+    return w.in_proj_bias.defined() ? narrow(w.in_proj_bias, -1, start, len) : Tensor();
   };
   Tensor q, k, v;
   if (query.same(key) && key.same(value)) {
     Tensor qkv = linear(query, w.in_proj_weight, w.in_proj_bias);
     q = narrow(qkv, -1, 0, E), k = narrow(qkv, -1, E, E), v = narrow(qkv, -1, 2 * E, E);
   } else {
-    q = linear(query, narrow(w.in_proj_weight, 0, 0, E), bias_part(0, E));
+    q = linear(query, narrow(w.in_proj_weight, -2, 0, E), bias_part(0, E));
     if (key.same(value)) {
-      Tensor kv = linear(key, narrow(w.in_proj_weight, 0, E, 2 * E), bias_part(E, 2 * E));
+      Tensor kv = linear(key, narrow(w.in_proj_weight, -2, E, 2 * E), bias_part(E, 2 * E));
       k = narrow(kv, -1, 0, E), v = narrow(kv, -1, E, E);
     } else {
-      k = linear(key, narrow(w.in_proj_weight, 0, E, E), bias_part(E, E));
-      v = linear(value, narrow(w.in_proj_weight, 0, 2 * E, E), bias_part(2 * E, E));
+      k = linear(key, narrow(w.in_proj_weight, -2, E, E), bias_part(E, E));
+      v = linear(value, narrow(w.in_proj_weight, -2, 2 * E, E), bias_part(2 * E, E));
     }
   }
   auto heads = [&](const Tensor& t, int64_t len) { return transpose(reshape(t, {B, len, H, D}), 1, 2); };
@@ -132,8 +141,9 @@ MultiHeadAttentionOutput multi_head_attention_forward(const Tensor& query, const
   }
   if (masks.key_padding_mask.defined()) {
     const Tensor& m = masks.key_padding_mask;
-    MG_CHECK(m.dim() == 2 && m.size(0) == B && m.size(1) == S, op, ": key_padding_mask ", describe(m), " must be [", B,
-             ", ", S, "]");
+    Shape expected = batch;
+    expected.push_back(S);
+    MG_CHECK(m.shape() == expected, op, ": key_padding_mask ", describe(m), " must be ", shape_str(expected));
     add_mask(parts, reshape(m, {B, 1, 1, S}), q.dtype());
   }
   if (masks.is_causal) block(parts, causal_mask(L, S, q.dtype(), q.device()));
@@ -141,8 +151,17 @@ MultiHeadAttentionOutput multi_head_attention_forward(const Tensor& query, const
   MultiHeadAttentionOutput out;
   Tensor attn_weights;
   Tensor heads_out = attend(q, k, v, parts, dropout_p, training, gen, need_weights ? &attn_weights : nullptr);
-  out.output = linear(reshape(transpose(heads_out, 1, 2), {B, L, E}), w.out_proj_weight, w.out_proj_bias);
-  if (need_weights) out.weights = average_attn_weights ? sum(attn_weights, {1}) / static_cast<double>(H) : attn_weights;
+  Shape output_shape = batch;
+  output_shape.insert(output_shape.end(), {L, E});
+  out.output = linear(reshape(transpose(heads_out, 1, 2), output_shape), w.out_proj_weight, w.out_proj_bias);
+  if (need_weights) {
+    out.weights = average_attn_weights ? sum(attn_weights, {1}) / static_cast<double>(H) : attn_weights;
+    if (per_task) {
+      Shape weights_shape = batch;
+      weights_shape.insert(weights_shape.end(), out.weights.shape().begin() + 1, out.weights.shape().end());
+      out.weights = reshape(out.weights, weights_shape);
+    }
+  }
   return out;
 }
 

@@ -5,10 +5,77 @@
 #include "functional.h"
 
 namespace mg::nn::functional {
+namespace {
+
+// weight [T, out, in]: the rows of each task, whatever dims lie between the task and feature
+// dims, go through one GEMM with that task's weight.
+Tensor linear_per_task(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_task_dim("linear", x, 2, weight);
+  MG_CHECK(x.size(-1) == weight.size(2), "linear: input ", describe(x), " does not match per-task weight ",
+           describe(weight), " (last dim must be ", weight.size(2), ")");
+  const int64_t tasks = weight.size(0);
+  Tensor y = matmul(reshape(x, {tasks, -1, x.size(-1)}), transpose(weight, 1, 2));
+  if (bias.defined()) {
+    MG_CHECK(bias.dim() == 2 && bias.size(0) == tasks && bias.size(1) == weight.size(1), "linear: bias ",
+             describe(bias), " does not match per-task weight ", describe(weight));
+    y = y + unsqueeze(bias, 1);
+  }
+  Shape shape = x.shape();
+  shape.back() = weight.size(1);
+  return reshape(y, shape);
+}
+
+// A layer_norm weight or bias, as a factor that broadcasts against x: a per-task one [T, ...]
+// gets singleton dims between its task dim and normalized_shape.
+Tensor layer_norm_affine(const char* what, const Tensor& p, const Tensor& x, const Shape& normalized_shape) {
+  const int64_t k = static_cast<int64_t>(normalized_shape.size());
+  if (p.dim() == k) {
+    MG_CHECK(p.shape() == normalized_shape, "layer_norm: ", what, " ", describe(p), " does not have normalized_shape ",
+             shape_str(normalized_shape));
+    return p;
+  }
+  MG_CHECK(p.dim() == k + 1 && Shape(p.shape().begin() + 1, p.shape().end()) == normalized_shape, "layer_norm: ", what,
+           " ", describe(p), " is neither normalized_shape ", shape_str(normalized_shape), " nor [T] + it");
+  check_task_dim("layer_norm", x, k + 1, p);
+  Shape shape(x.dim() - k, 1);
+  shape[0] = p.size(0);
+  shape.insert(shape.end(), normalized_shape.begin(), normalized_shape.end());
+  return reshape(p, shape);
+}
+
+// weight [T, num, dim]: task t's table is rows [t * num, (t + 1) * num) of one stacked table.
+Tensor embedding_per_task(const Tensor& indices, const Tensor& weight) {
+  check_task_dim("embedding", indices, 1, weight);
+  MG_CHECK(indices.dtype() == kInt64, "embedding: indices must be int64, got ", describe(indices));
+  const int64_t tasks = weight.size(0), num = weight.size(1);
+  // Checked here: once offset, an index past its own table would silently read the next task's.
+  if (indices.numel() > 0) {
+    const int64_t lowest = amin(indices).item<int64_t>(), highest = amax(indices).item<int64_t>();
+    MG_CHECK(lowest >= 0 && highest < num, "embedding: index ", lowest < 0 ? lowest : highest, " is out of range for ",
+             num, " embeddings (per-task weight ", describe(weight), ")");
+  }
+  Shape offset_shape(indices.dim(), 1);
+  offset_shape[0] = tasks;
+  const Tensor offsets = reshape(
+      arange(0.0, static_cast<double>(tasks * num), static_cast<double>(num), kInt64, indices.device()), offset_shape);
+  return mg::embedding(reshape(weight, {tasks * num, weight.size(2)}), indices + offsets);
+}
+
+}  // namespace
+
+void check_task_dim(const char* op, const Tensor& x, int64_t min_dims, const Tensor& weight) {
+  MG_CHECK(x.defined() && x.dim() >= min_dims, op, ": per-task weight ", describe(weight),
+           " needs a task-batched input [T, ...] of at least ", min_dims, " dims, got ",
+           x.defined() ? describe(x) : std::string("undefined"));
+  MG_CHECK(x.size(0) == weight.size(0), op, ": per-task weight ", describe(weight), " holds ", weight.size(0),
+           " tasks but input ", describe(x), " has ", x.size(0), " in its leading (task) dim");
+}
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   MG_CHECK(x.defined() && weight.defined(), "linear: input and weight must be defined");
-  MG_CHECK(weight.dim() == 2, "linear: weight must be [out_features, in_features], got ", describe(weight));
+  if (weight.dim() == 3) return linear_per_task(x, weight, bias);
+  MG_CHECK(weight.dim() == 2, "linear: weight must be [out_features, in_features] (or [T, out, in] per task), got ",
+           describe(weight));
   MG_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", describe(x), " does not match weight ",
            describe(weight), " (last dim must be ", weight.size(1), ")");
   Tensor y = matmul(x, weight.t());
@@ -33,16 +100,8 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   Tensor centered = x - mean(x, dims, true);
   Tensor variance = mean(centered * centered, dims, true);
   Tensor y = centered * rsqrt(variance + eps);
-  if (weight.defined()) {
-    MG_CHECK(weight.shape() == normalized_shape, "layer_norm: weight ", describe(weight),
-             " does not have normalized_shape ", shape_str(normalized_shape));
-    y = y * weight;
-  }
-  if (bias.defined()) {
-    MG_CHECK(bias.shape() == normalized_shape, "layer_norm: bias ", describe(bias), " does not have normalized_shape ",
-             shape_str(normalized_shape));
-    y = y + bias;
-  }
+  if (weight.defined()) y = y * layer_norm_affine("weight", weight, x, normalized_shape);
+  if (bias.defined()) y = y + layer_norm_affine("bias", bias, x, normalized_shape);
   return y;
 }
 
@@ -57,10 +116,11 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
 }
 
 Tensor embedding(const Tensor& indices, const Tensor& weight, std::optional<int64_t> padding_idx) {
-  Tensor rows = mg::embedding(weight, indices);
+  Tensor rows =
+      weight.defined() && weight.dim() == 3 ? embedding_per_task(indices, weight) : mg::embedding(weight, indices);
   if (!padding_idx) return rows;
   int64_t pad = *padding_idx;
-  const int64_t num = weight.size(0);
+  const int64_t num = weight.size(-2);
   MG_CHECK(pad >= -num && pad < num, "embedding: padding_idx ", pad, " is out of range for ", num, " embeddings");
   if (pad < 0) pad += num;
   if (!rows.requires_grad()) return rows;

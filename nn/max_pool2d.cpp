@@ -14,6 +14,9 @@ MaxPool2d::MaxPool2d(Size2d kernel_size, Size2d stride, Size2d padding)
            kernel_.h, ",", kernel_.w, ")");
 }
 
-Tensor MaxPool2d::forward(const Params&, const Tensor& x) { return functional::max_pool2d(x, kernel_, stride_, padding_); }
+Tensor MaxPool2d::forward(const Params&, const Tensor& x) {
+  return functional::over_task_images(
+      x, [&](const Tensor& images) { return functional::max_pool2d(images, kernel_, stride_, padding_); });
+}
 
 }  // namespace mg::nn
