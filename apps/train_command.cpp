@@ -62,6 +62,7 @@ std::vector<FlagSpec> train_flags() {
       {"test-tasks", "held-out test tasks evaluated at the end (default 600)", false, "N"},
       {"eval-steps", "inner-step counts of the final test (default: sinusoid 1,10; else --inner-steps)", false,
        "LIST"},
+      {"task-batched", "MAML family: run each meta-batch as one batched computation (per-task weights)", true},
       {"lambda", "imaml: proximal regularisation strength (default 1.0)", false, "X"},
       {"cg-steps", "imaml: conjugate-gradient steps (default 5)", false, "N"},
       {"seed", "initialisation and task-stream seed (default 0)", false, "N"},
@@ -121,6 +122,7 @@ int train_command(const std::vector<std::string>& args) {
   config.eval_tasks = a.integer("eval-tasks", 100, 1);
   config.seed = spec.seed;
   config.loss = spec.task == TaskKind::Sinusoid ? meta::LossKind::Mse : meta::LossKind::CrossEntropy;
+  config.task_batched = a.flag("task-batched");
   config.imaml.lambda = a.real("lambda", 1.0);
   config.imaml.cg_steps = static_cast<int>(a.integer("cg-steps", 5, 1));
   const int64_t test_tasks = a.integer("test-tasks", 600, 1);
@@ -166,7 +168,8 @@ int train_command(const std::vector<std::string>& args) {
           << "data " << source.describe_data() << "\n"
           << "algorithm " << meta::algorithm_name(spec.algorithm) << ": " << config.inner_steps << " inner steps, lr "
           << config.inner_lr << ", meta-batch " << config.meta_batch << ", outer Adam lr " << config.outer_lr << ", "
-          << config.iterations << " iterations, seed " << spec.seed << "\n"
+          << config.iterations << " iterations, seed " << spec.seed
+          << (config.task_batched ? ", task-batched" : ", tasks looped") << "\n"
           << "batchnorm " << batchnorm_description(spec) << "\n"
           << "build " << build.compiler << " " << build.build_type << ", cpu kernels " << build.simd << ", "
           << num_threads() << " threads, cuda " << (build.cuda_compiled ? "compiled" : "not compiled") << "\n"

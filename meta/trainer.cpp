@@ -18,6 +18,7 @@
 #include "maml.h"
 #include "protonet.h"
 #include "reptile.h"
+#include "task_batched.h"
 
 namespace mg::meta {
 
@@ -50,7 +51,7 @@ std::string config_summary(const TrainerConfig& c) {
   std::ostringstream out;
   out << "algorithm=" << algorithm_name(c.algorithm) << " inner_steps=" << c.inner_steps << " inner_lr=" << c.inner_lr
       << " outer_lr=" << c.outer_lr << " meta_batch=" << c.meta_batch << " iterations=" << c.iterations
-      << " loss=" << loss_kind_name(c.loss) << " seed=" << c.seed;
+      << " loss=" << loss_kind_name(c.loss) << " seed=" << c.seed << " task_batched=" << c.task_batched;
   if (c.algorithm == Algorithm::Anil) out << " head=" << c.anil_head_prefix;
   return out.str();
 }
@@ -121,6 +122,10 @@ Trainer::Trainer(nn::Module& model, TaskSampler& train_sampler, const TaskSample
       best_eval_loss_(std::numeric_limits<double>::infinity()) {
   MG_CHECK(config_.algorithm != Algorithm::ProtoNet || config_.loss == LossKind::CrossEntropy,
            "Trainer: protonet classifies; it needs a classification task (cross-entropy loss)");
+  MG_CHECK(!config_.task_batched || config_.algorithm == Algorithm::Maml || config_.algorithm == Algorithm::FoMaml ||
+               config_.algorithm == Algorithm::MetaSgd || config_.algorithm == Algorithm::Anil,
+           "Trainer: task-batched meta-batches are for the MAML family (maml, fomaml, metasgd, anil), not '",
+           algorithm_name(config_.algorithm), "'");
   MG_CHECK(config_.meta_batch >= 1, "Trainer: meta_batch must be >= 1, got ", config_.meta_batch);
   MG_CHECK(config_.inner_steps >= 0, "Trainer: inner_steps must be >= 0, got ", config_.inner_steps);
   MG_CHECK(config_.iterations >= 0, "Trainer: iterations must be >= 0, got ", config_.iterations);
@@ -179,6 +184,15 @@ double Trainer::maml_family_step(const TaskBatch& batch, const nn::TensorDict& p
   options.inner = inner_;
   const nn::TensorDict* lrs = learned_lrs_.empty() ? nullptr : &learned_lrs_;
   double total = 0.0;
+  if (config_.task_batched) {
+    const BatchedLossFn batched = config_.loss == LossKind::Mse ? BatchedLossFn(batched_mse)
+                                                                 : BatchedLossFn(batched_cross_entropy);
+    BatchedTaskLoss result = maml_batched_loss(model_, params, batch, batched, options, lrs);
+    for (double l : result.task_query_losses) total += l;
+    // query_loss is already the mean over the meta-batch.
+    result.query_loss.backward();
+    return total;
+  }
   for (int64_t t = 0; t < batch.size(); ++t) {
     // Backward per task so that each task's graph is freed before the next one is built.
     TaskLoss result = maml_task_loss(model_, params, batch.task(t), loss, options, lrs);

@@ -43,6 +43,10 @@ struct TrainerConfig {
   LossKind loss = LossKind::Mse;
   std::string anil_head_prefix = "head.";  // the parameters ANIL adapts
   ImamlOptions imaml{};                    // iMAML's lambda and CG steps (its inner steps and lr are the above)
+  // MAML family only: run the meta-batch as one task-batched computation (per-task weights
+  // [T, ...], batched GEMMs; meta/task_batched.h) instead of a loop over its tasks. Same
+  // meta-gradient up to rounding; all tasks' graphs are alive at once.
+  bool task_batched = false;
   std::string output_dir{};                // empty: no CSV and no checkpoints
   // Written into every checkpoint beside the trainer's own entries (the program stores how to
   // rebuild the model and tasks there).
