@@ -48,7 +48,7 @@ class CachingAllocator {
         void* block = it->second.back();
         it->second.pop_back();
         cached_bytes_ -= size;
-        allocated_bytes_ += size;
+        add_allocated(size);
         ++hits_;
         return block;
       }
@@ -61,7 +61,7 @@ class CachingAllocator {
     }
     MG_CHECK(block != nullptr, "cpu: out of memory allocating ", nbytes, " bytes");
     std::lock_guard<std::mutex> lock(mutex_);
-    allocated_bytes_ += size;
+    add_allocated(size);
     return block;
   }
 
@@ -93,15 +93,27 @@ class CachingAllocator {
 
   AllocatorStats stats() {
     std::lock_guard<std::mutex> lock(mutex_);
-    return AllocatorStats{cached_bytes_, allocated_bytes_, hits_, misses_};
+    return AllocatorStats{cached_bytes_, allocated_bytes_, peak_allocated_bytes_, hits_, misses_};
+  }
+
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    peak_allocated_bytes_ = allocated_bytes_;
   }
 
  private:
+  // Callers hold mutex_: the peak rides on the lock the free lists already need.
+  void add_allocated(std::size_t size) {
+    allocated_bytes_ += size;
+    if (allocated_bytes_ > peak_allocated_bytes_) peak_allocated_bytes_ = allocated_bytes_;
+  }
+
   bool caching_ = true;
   std::mutex mutex_;
   std::unordered_map<std::size_t, std::vector<void*>> free_;
   std::size_t cached_bytes_ = 0;
   std::size_t allocated_bytes_ = 0;
+  std::size_t peak_allocated_bytes_ = 0;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
 };
@@ -117,6 +129,7 @@ CachingAllocator& instance() {
 void* allocate(std::size_t nbytes) { return instance().allocate(nbytes); }
 void deallocate(void* data, std::size_t nbytes) { instance().deallocate(data, nbytes); }
 AllocatorStats allocator_stats() { return instance().stats(); }
+void reset_peak_allocated() { instance().reset_peak(); }
 void release_cached_memory() { instance().release(); }
 
 }  // namespace mg::cpu

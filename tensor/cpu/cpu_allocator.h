@@ -15,12 +15,15 @@ void* allocate(std::size_t nbytes);
 void deallocate(void* data, std::size_t nbytes);
 
 struct AllocatorStats {
-  std::size_t cached_bytes = 0;     // held in the cache, free for reuse
-  std::size_t allocated_bytes = 0;  // handed out and not yet returned (rounded to buckets)
+  std::size_t cached_bytes = 0;          // held in the cache, free for reuse
+  std::size_t allocated_bytes = 0;       // handed out and not yet returned (rounded to buckets)
+  std::size_t peak_allocated_bytes = 0;  // the most allocated_bytes reached since the last reset
   uint64_t cache_hits = 0;
   uint64_t cache_misses = 0;
 };
 AllocatorStats allocator_stats();
+// Restarts the peak from the bytes allocated now.
+void reset_peak_allocated();
 // Frees every cached block back to the system.
 void release_cached_memory();
 

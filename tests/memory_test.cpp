@@ -1,0 +1,84 @@
+// The allocator's statistics (tensor/memory_stats.h): what is allocated, what the cache holds,
+// and the peak, on the CPU allocator that every tensor's storage goes through.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "../tensor/creation.h"
+#include "../tensor/memory_stats.h"
+#include "check_error.h"
+
+using namespace mg;
+
+TEST_SUITE("tensor.memory") {
+  TEST_CASE("allocated follows live storages, in the allocator's block sizes") {
+    const MemoryStats before = memory_stats();
+    CHECK(before.reserved >= before.allocated);
+    {
+      Tensor t = empty({1000});  // 4000 bytes: a 4096-byte block
+      CHECK(memory_stats().allocated == before.allocated + 4096);
+      Tensor big = empty({3 << 18}, kFloat64);  // 6 MiB: large blocks are whole MiB
+      CHECK(memory_stats().allocated == before.allocated + 4096 + (6 << 20));
+      Tensor view = big.narrow(0, 0, 10);  // a view holds no memory of its own
+      CHECK(memory_stats().allocated == before.allocated + 4096 + (6 << 20));
+    }
+    CHECK(memory_stats().allocated == before.allocated);
+  }
+
+  TEST_CASE("reserved is allocated plus the cache; empty_cache gives the cache back") {
+    empty_cache();
+    const MemoryStats clean = memory_stats();
+    CHECK(clean.reserved == clean.allocated);
+    { Tensor t = empty({1000}); }
+    const MemoryStats cached = memory_stats();
+    CHECK(cached.allocated == clean.allocated);
+    // The freed block stays, for reuse (unless MG_CPU_CACHE=0 turned the cache off).
+    const char* env = std::getenv("MG_CPU_CACHE");
+    const bool caching = !(env != nullptr && std::string_view(env) == "0");
+    CHECK(cached.reserved == clean.reserved + (caching ? 4096 : 0));
+    empty_cache();
+    CHECK(memory_stats().reserved == memory_stats().allocated);
+  }
+
+  TEST_CASE("peak_allocated is the high-water mark since the last reset") {
+    reset_peak_memory_stats();
+    const int64_t base = memory_stats().allocated;
+    CHECK(memory_stats().peak_allocated == base);
+    {
+      Tensor a = empty({1 << 20});  // 4 MiB
+      Tensor b = empty({1 << 19});  // 2 MiB
+    }
+    { Tensor c = empty({1 << 18}); }  // 1 MiB, below the earlier high
+    CHECK(memory_stats().allocated == base);
+    CHECK(memory_stats().peak_allocated == base + (6 << 20));
+    reset_peak_memory_stats();
+    CHECK(memory_stats().peak_allocated == base);
+  }
+
+  TEST_CASE("concurrent allocation keeps the counts exact") {
+    const int64_t base = memory_stats().allocated;
+    reset_peak_memory_stats();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+      threads.emplace_back([] {
+        for (int i = 0; i < 2000; ++i) {
+          Tensor a = empty({64 + i % 7});
+          Tensor b = empty({300});
+        }
+      });
+    for (std::thread& t : threads) t.join();
+    const MemoryStats after = memory_stats();
+    CHECK(after.allocated == base);
+    CHECK(after.peak_allocated > base);
+    CHECK(after.peak_allocated <= base + 4 * (512 + 2048));  // at most two blocks per thread at a time
+  }
+
+  TEST_CASE("devices without statistics are an error") {
+    CHECK_MG_ERROR(memory_stats(Device("cuda:0")), "memory_stats", "cuda:0", "only the CPU allocator");
+    CHECK_MG_ERROR(reset_peak_memory_stats(Device("cuda")), "reset_peak_memory_stats");
+    CHECK_MG_ERROR(empty_cache(Device("cuda")), "empty_cache");
+  }
+}
