@@ -10,6 +10,7 @@
 #include "../meta/learning_curve.h"
 #include "../tensor/build_info.h"
 #include "../tensor/error.h"
+#include "../tensor/memory_stats.h"
 #include "../tensor/threads.h"
 #include "commands.h"
 #include "run_spec.h"
@@ -63,6 +64,9 @@ std::vector<FlagSpec> train_flags() {
       {"eval-steps", "inner-step counts of the final test (default: sinusoid 1,10; else --inner-steps)", false,
        "LIST"},
       {"task-batched", "MAML family: run each meta-batch as one batched computation (per-task weights)", true},
+      {"inner-optimizer", "sgd | momentum | adam: the differentiable inner-loop update (default sgd)", false,
+       "NAME"},
+      {"checkpoint-inner", "recompute inner steps in backward instead of storing them (less memory)", true},
       {"lambda", "imaml: proximal regularisation strength (default 1.0)", false, "X"},
       {"cg-steps", "imaml: conjugate-gradient steps (default 5)", false, "N"},
       {"seed", "initialisation and task-stream seed (default 0)", false, "N"},
@@ -123,6 +127,11 @@ int train_command(const std::vector<std::string>& args) {
   config.seed = spec.seed;
   config.loss = spec.task == TaskKind::Sinusoid ? meta::LossKind::Mse : meta::LossKind::CrossEntropy;
   config.task_batched = a.flag("task-batched");
+  config.checkpoint_inner = a.flag("checkpoint-inner");
+  const std::string inner_optimizer = a.text("inner-optimizer", "sgd");
+  if (inner_optimizer == "momentum") config.inner_optimizer = meta::InnerOptimizer::Momentum;
+  else if (inner_optimizer == "adam") config.inner_optimizer = meta::InnerOptimizer::Adam;
+  else MG_CHECK(inner_optimizer == "sgd", "unknown --inner-optimizer '", inner_optimizer, "' (known: sgd, momentum, adam)");
   config.imaml.lambda = a.real("lambda", 1.0);
   config.imaml.cg_steps = static_cast<int>(a.integer("cg-steps", 5, 1));
   const int64_t test_tasks = a.integer("test-tasks", 600, 1);
@@ -169,7 +178,8 @@ int train_command(const std::vector<std::string>& args) {
           << "algorithm " << meta::algorithm_name(spec.algorithm) << ": " << config.inner_steps << " inner steps, lr "
           << config.inner_lr << ", meta-batch " << config.meta_batch << ", outer Adam lr " << config.outer_lr << ", "
           << config.iterations << " iterations, seed " << spec.seed
-          << (config.task_batched ? ", task-batched" : ", tasks looped") << "\n"
+          << (config.task_batched ? ", task-batched" : ", tasks looped") << ", inner " << inner_optimizer
+          << (config.checkpoint_inner ? " (checkpointed)" : "") << "\n"
           << "batchnorm " << batchnorm_description(spec) << "\n"
           << "build " << build.compiler << " " << build.build_type << ", cpu kernels " << build.simd << ", "
           << num_threads() << " threads, cuda " << (build.cuda_compiled ? "compiled" : "not compiled") << "\n"
@@ -180,6 +190,7 @@ int train_command(const std::vector<std::string>& args) {
 
   g_stop.store(false);
   std::signal(SIGINT, on_interrupt);
+  reset_peak_memory_stats();
   const bool finished = trainer.train();
   std::signal(SIGINT, SIG_DFL);
 
@@ -189,7 +200,8 @@ int train_command(const std::vector<std::string>& args) {
     meta::write_learning_curve_svg(metrics.string(), (dir / "learning_curve.svg").string(),
                                    std::string(task_name(spec.task)) + " " + meta::algorithm_name(spec.algorithm));
   summary << "iterations " << trainer.iteration() << "/" << config.iterations << " in "
-          << fixed(trainer.train_seconds(), 1) << " s of training\n";
+          << fixed(trainer.train_seconds(), 1) << " s of training, peak tensor memory "
+          << fixed(static_cast<double>(memory_stats().peak_allocated) / (1 << 20), 1) << " MiB\n";
   if (val_sampler && std::isfinite(trainer.best_eval_loss()))
     summary << "best validation " << format_eval(trainer.best_eval(), classification) << "\n";
   if (!finished) {

@@ -51,7 +51,8 @@ std::string config_summary(const TrainerConfig& c) {
   std::ostringstream out;
   out << "algorithm=" << algorithm_name(c.algorithm) << " inner_steps=" << c.inner_steps << " inner_lr=" << c.inner_lr
       << " outer_lr=" << c.outer_lr << " meta_batch=" << c.meta_batch << " iterations=" << c.iterations
-      << " loss=" << loss_kind_name(c.loss) << " seed=" << c.seed << " task_batched=" << c.task_batched;
+      << " loss=" << loss_kind_name(c.loss) << " seed=" << c.seed << " task_batched=" << c.task_batched
+      << " inner_optimizer=" << static_cast<int>(c.inner_optimizer) << " checkpoint_inner=" << c.checkpoint_inner;
   if (c.algorithm == Algorithm::Anil) out << " head=" << c.anil_head_prefix;
   return out.str();
 }
@@ -134,6 +135,8 @@ Trainer::Trainer(nn::Module& model, TaskSampler& train_sampler, const TaskSample
   inner_.steps = config_.inner_steps;
   inner_.lr = config_.inner_lr;
   inner_.second_order = config_.algorithm != Algorithm::FoMaml;
+  inner_.optimizer = config_.inner_optimizer;
+  inner_.checkpoint = config_.checkpoint_inner;
   if (config_.algorithm == Algorithm::Anil) {
     inner_.adapt_prefixes = {config_.anil_head_prefix};
     bool any = false;
@@ -265,6 +268,7 @@ EvalResult Trainer::evaluate_on(const TaskSampler& sampler, int64_t tasks, int i
   // Values are those of the trained objective; only the graph for meta-gradients is skipped.
   InnerLoopOptions options = inner_;
   options.second_order = false;
+  options.checkpoint = false;  // no backward through evaluation
   if (inner_steps >= 0) options.steps = inner_steps;
   if (options.learned_lr == LearnedLr::PerTensorPerStep) {
     MG_CHECK(options.steps <= inner_.steps, "Trainer.evaluate: per-step learned rates exist for ", inner_.steps,

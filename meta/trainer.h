@@ -47,6 +47,9 @@ struct TrainerConfig {
   // [T, ...], batched GEMMs; meta/task_batched.h) instead of a loop over its tasks. Same
   // meta-gradient up to rounding; all tasks' graphs are alive at once.
   bool task_batched = false;
+  InnerOptimizer inner_optimizer = InnerOptimizer::Sgd;  // differentiable SGD, momentum or Adam
+  // Recompute inner steps during backward instead of storing them: memory flat in inner steps.
+  bool checkpoint_inner = false;
   std::string output_dir{};                // empty: no CSV and no checkpoints
   // Written into every checkpoint beside the trainer's own entries (the program stores how to
   // rebuild the model and tasks there).
