@@ -91,8 +91,8 @@ int eval_command(const std::vector<std::string>& args) {
 
   std::cout << "checkpoint " << *path << " (" << meta::algorithm_name(spec.algorithm) << ", iteration " << at << ")\n"
             << spec.describe() << "\n"
-            << "data " << source.describe_data() << ", "
-            << (part == Part::All ? "every class" : "the test classes") << "\n"
+            << "data " << source.describe_data()
+            << (!source.classification() ? "" : part == Part::All ? ", every class" : ", the test classes") << "\n"
             << tasks << " tasks, inner lr " << config.inner_lr << "\n";
   const bool classification = source.classification();
   std::cout << std::left << std::setw(13) << "inner steps" << (classification ? "accuracy (95% interval)" : "MSE (95% interval)")

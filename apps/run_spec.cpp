@@ -229,8 +229,11 @@ RunSpec RunSpec::from_metadata(const std::map<std::string, std::string>& m, cons
 std::string RunSpec::describe() const {
   std::ostringstream out;
   out << "task " << task_name(task);
-  if (task != TaskKind::Sinusoid) out << " (" << ways << "-way " << shots << "-shot, " << queries << " queries/class)";
-  else out << " (" << shots << " support, " << queries << " query points)";
+  const int64_t eval_q = eval_queries > 0 ? eval_queries : queries;
+  if (task != TaskKind::Sinusoid)
+    out << " (" << ways << "-way " << shots << "-shot, " << queries << " queries/class, " << eval_q
+        << " in evaluation)";
+  else out << " (" << shots << " support, " << queries << " query points, " << eval_q << " in evaluation)";
   out << "\nmodel " << model << (hidden ? " hidden " + std::to_string(hidden) : "")
       << (layers ? " layers " + std::to_string(layers) : "");
   if (task != TaskKind::Sinusoid) {
