@@ -222,8 +222,11 @@ int train_command(const std::vector<std::string>& args) {
     summary << "test on " << test_tasks << " held-out tasks, " << weights << " weights:\n";
     for (int64_t steps : eval_steps) {
       const meta::EvalResult r = trainer.evaluate_on(*test_sampler, test_tasks, static_cast<int>(steps));
-      summary << "  after " << steps << " inner step" << (steps == 1 ? "" : "s") << ": "
-              << format_eval(r, classification) << "\n";
+      if (spec.algorithm == meta::Algorithm::ProtoNet)
+        summary << "  nearest prototype: " << format_eval(r, classification) << "\n";
+      else
+        summary << "  after " << steps << " inner step" << (steps == 1 ? "" : "s") << ": "
+                << format_eval(r, classification) << "\n";
     }
   }
   std::ofstream(dir / "summary.txt") << summary.str();
