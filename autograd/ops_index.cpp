@@ -23,7 +23,8 @@ Tensor index_add(const Tensor& x, int64_t dim_in, const Tensor& index, const Ten
   if (should_record(x, src)) {
     const int dim = wrap_dim("index_add", dim_in, x.dim());
     record(OpId::index_add, {x, src}, y, {index}, [dim](const BackwardArgs& g) -> TensorList {
-      return {g.needs_input(0) ? g.grad : Tensor(), g.needs_input(1) ? index_select(g.grad, dim, g.saved[0]) : Tensor()};
+      return {g.needs_input(0) ? g.grad : Tensor(),
+              g.needs_input(1) ? index_select(g.grad, dim, g.saved[0]) : Tensor()};
     });
   }
   return y;
@@ -74,13 +75,9 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   kernels::check_defined("embedding", indices, "indices");
   MG_CHECK(weight.dim() == 2, "embedding: weight must be 2-D [num_embeddings, dim], got ", describe(weight));
   MG_CHECK(indices.dtype() == kInt64, "embedding: indices must be int64, got ", describe(indices));
-  if (indices.numel() > 0) {
-    const int64_t lowest = kernels::reduce(ReduceOp::Min, indices, {}, false).item<int64_t>();
-    const int64_t highest = kernels::reduce(ReduceOp::Max, indices, {}, false).item<int64_t>();
-    const int64_t bad = lowest < 0 ? lowest : highest;
-    MG_CHECK(lowest >= 0 && highest < weight.size(0), "embedding: index ", bad, " is out of range for ",
-             weight.size(0), " embeddings (weight ", describe(weight), ")");
-  }
+  const std::optional<int64_t> bad = kernels::first_index_outside(indices, weight.size(0));
+  MG_CHECK(!bad, "embedding: index ", *bad, " is out of range for ", weight.size(0), " embeddings (weight ",
+           describe(weight), ")");
   Shape out_shape = indices.shape();
   out_shape.push_back(weight.size(1));
   return reshape(index_select(weight, 0, reshape(indices, {-1})), out_shape);

@@ -2,6 +2,7 @@
 #include <string>
 
 #include "../autograd/ops.h"
+#include "../tensor/kernels.h"
 #include "functional.h"
 
 namespace mg::nn::functional {
@@ -49,11 +50,9 @@ Tensor embedding_per_task(const Tensor& indices, const Tensor& weight) {
   MG_CHECK(indices.dtype() == kInt64, "embedding: indices must be int64, got ", describe(indices));
   const int64_t tasks = weight.size(0), num = weight.size(1);
   // Checked here: once offset, an index past its own table would silently read the next task's.
-  if (indices.numel() > 0) {
-    const int64_t lowest = amin(indices).item<int64_t>(), highest = amax(indices).item<int64_t>();
-    MG_CHECK(lowest >= 0 && highest < num, "embedding: index ", lowest < 0 ? lowest : highest, " is out of range for ",
-             num, " embeddings (per-task weight ", describe(weight), ")");
-  }
+  const std::optional<int64_t> bad = kernels::first_index_outside(indices, num);
+  MG_CHECK(!bad, "embedding: index ", *bad, " is out of range for ", num, " embeddings (per-task weight ",
+           describe(weight), ")");
   Shape offset_shape(indices.dim(), 1);
   offset_shape[0] = tasks;
   const Tensor offsets = reshape(

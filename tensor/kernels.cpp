@@ -53,6 +53,15 @@ void check_same_device(std::string_view op, const Tensor& a, const Tensor& b) {
   MG_CHECK(a.device() == b.device(), op, ": tensors on ", a.device(), " and ", b.device());
 }
 
+std::optional<int64_t> first_index_outside(const Tensor& index, int64_t size) {
+  if (index.numel() == 0) return std::nullopt;
+  const Tensor host = contiguous(to_device(index, kCPU));
+  const int64_t* v = host.data_ptr<int64_t>();
+  for (int64_t i = 0, n = host.numel(); i < n; ++i)
+    if (v[i] < 0 || v[i] >= size) return v[i];
+  return std::nullopt;
+}
+
 void check_defined(std::string_view op, const Tensor& t, std::string_view what) {
   MG_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
 }
@@ -216,8 +225,7 @@ std::pair<Tensor, Tensor> arg_reduce(ReduceOp op, const Tensor& x, int64_t dim, 
   Tensor values = Tensor::empty(kept, x.dtype(), x.device());
   Tensor indices = Tensor::empty(kept, kInt64, x.device());
   if (values.numel() > 0) {
-    MG_CHECK(x1.shape()[d] > 0, name, ": cannot reduce over an empty dimension (input ", describe(x), ", dim ", d,
-             ")");
+    MG_CHECK(x1.shape()[d] > 0, name, ": cannot reduce over an empty dimension (input ", describe(x), ", dim ", d, ")");
     backend(values).arg_reduce(op, x1, d, values, indices);
   }
   if (keepdim && x.dim() > 0) return {values, indices};
@@ -390,8 +398,7 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
 
 Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
   MG_CHECK(!tensors.empty(), "concat: expected at least one tensor");
-  for (size_t i = 0; i < tensors.size(); ++i)
-    check_defined("concat", tensors[i], "tensor " + std::to_string(i));
+  for (size_t i = 0; i < tensors.size(); ++i) check_defined("concat", tensors[i], "tensor " + std::to_string(i));
   const Tensor& first = tensors[0];
   MG_CHECK(first.dim() >= 1, "concat: zero-dim tensor 0 cannot be concatenated");
   const int d = wrap_dim("concat", dim, first.dim());

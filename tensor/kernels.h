@@ -3,6 +3,7 @@
 // No autograd here: autograd/ wraps these into differentiable ops and records their nodes.
 // Every function throws mg::Error naming the op, shapes, dtypes and devices on bad input.
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -16,15 +17,18 @@ namespace mg::kernels {
 void check_same_dtype(std::string_view op, const Tensor& a, const Tensor& b);
 void check_same_device(std::string_view op, const Tensor& a, const Tensor& b);
 void check_defined(std::string_view op, const Tensor& t, std::string_view what = "input");
+// The first entry of an int64 index tensor outside [0, size), found in one pass over the values
+// (no kernel launches, no allocation for a contiguous CPU tensor); nullopt when all are inside.
+std::optional<int64_t> first_index_outside(const Tensor& index, int64_t size);
 
 // A view of x with shape broadcast to shape (stride 0 on broadcast dims); throws if impossible.
 Tensor expand_to(std::string_view op, const Tensor& x, const Shape& shape);
 // A geometry-only view; bounds are checked against the storage.
 Tensor as_strided(const Tensor& x, const Shape& shape, const Strides& strides, int64_t offset);
 
-Tensor contiguous(const Tensor& x);   // x itself when already contiguous
-Tensor clone(const Tensor& x);        // always a fresh contiguous copy
-Tensor cast(const Tensor& x, DType dtype);     // x itself when dtype matches
+Tensor contiguous(const Tensor& x);                // x itself when already contiguous
+Tensor clone(const Tensor& x);                     // always a fresh contiguous copy
+Tensor cast(const Tensor& x, DType dtype);         // x itself when dtype matches
 Tensor to_device(const Tensor& x, Device device);  // x itself when device matches
 void copy_(const Tensor& dst, const Tensor& src);  // src broadcast to dst's shape
 void fill_(const Tensor& dst, double value);
@@ -32,8 +36,8 @@ void fill_(const Tensor& dst, double value);
 // A 0-d tensor holding value, with dtype and device taken from like.
 Tensor scalar_like(double value, const Tensor& like);
 
-Tensor unary(UnaryOp op, const Tensor& x);                   // floating dtypes (Neg/Abs/Sign/Square also int64)
-Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);  // broadcasting
+Tensor unary(UnaryOp op, const Tensor& x);                           // floating dtypes (Neg/Abs/Sign/Square also int64)
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);        // broadcasting
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // broadcasting over all three
 
 // dims empty = all dims. Sum over int64 is allowed; Max/Min of an empty reduction throws.
