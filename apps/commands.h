@@ -9,6 +9,7 @@ int train_command(const std::vector<std::string>& args);
 int eval_command(const std::vector<std::string>& args);
 int info_command(const std::vector<std::string>& args);
 int grad_check_command(const std::vector<std::string>& args);
+int plot_command(const std::vector<std::string>& args);
 
 // Exit statuses: 0 success, 1 a failed check or run error, 2 bad usage or input, 130 interrupted.
 inline constexpr int kExitFailure = 1;

@@ -19,6 +19,7 @@ constexpr const char* kUsage =
     "  eval         evaluate a checkpoint on new tasks: mean and 95% interval\n"
     "  info         build features: SIMD level, OpenMP threads, CUDA devices\n"
     "  grad-check   compare the exact MAML meta-gradient with finite differences\n"
+    "  plot         draw a run's learning curve (SVG) from its metrics.csv\n"
     "\n"
     "'metagrad COMMAND --help' lists a command's flags.\n";
 
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
     if (command == "eval") return mg::app::eval_command(args);
     if (command == "info") return mg::app::info_command(args);
     if (command == "grad-check") return mg::app::grad_check_command(args);
+    if (command == "plot") return mg::app::plot_command(args);
     std::cerr << "metagrad: error: unknown command '" << command << "'\n\n" << kUsage;
     return mg::app::kExitUsage;
   } catch (const mg::Error& e) {

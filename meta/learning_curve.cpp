@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -74,7 +75,7 @@ void panel(std::ostringstream& svg, double x0, double y0, double w, double h, co
     const double px = xa.map(fx, x0, x0 + w);
     svg << "<line x1='" << px << "' y1='" << y0 + h << "' x2='" << px << "' y2='" << y0 + h + 4
         << "' stroke='#444'/><text x='" << px << "' y='" << y0 + h + 17 << "' text-anchor='middle' font-size='11'>"
-        << number(fx) << "</text>\n";
+        << (xa.hi >= 100 ? std::to_string(static_cast<int64_t>(std::llround(fx))) : number(fx)) << "</text>\n";
     const double fy = ya.log ? std::pow(10.0, std::log10(ya.lo) + (std::log10(ya.hi) - std::log10(ya.lo)) * i / 4.0)
                              : ya.lo + (ya.hi - ya.lo) * i / 4.0;
     const double py = ya.map(fy, y0 + h, y0);
@@ -124,7 +125,7 @@ void write_learning_curve_svg(const std::string& metrics_csv, const std::string&
   if (!ya.log) ya.lo = 0.0;
 
   const double w = 460, h = 300, top = 60, left = 70;
-  const double width = has_accuracy ? 2 * w + 3 * left : w + 2 * left;
+  const double width = has_accuracy ? 2 * w + 4 * left : w + 2 * left;
   std::ostringstream svg;
   svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << width << "' height='" << h + top + 80
       << "' font-family='sans-serif'>\n<rect width='100%' height='100%' fill='white'/>\n";

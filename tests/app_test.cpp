@@ -185,6 +185,15 @@ TEST_SUITE("app") {
     while (std::getline(csv, line)) ++rows;
     CHECK(rows == 200);
     CHECK(fs::exists(b / "learning_curve.svg"));
+    const Result plot = run("plot --metrics " + quote((b / "metrics.csv").string()) + " --out " +
+                            quote((b / "again.svg").string()) + " --title halves");
+    CHECK(plot.status == 0);
+    std::ifstream svg(b / "again.svg");
+    const std::string picture((std::istreambuf_iterator<char>(svg)), std::istreambuf_iterator<char>());
+    CHECK(picture.rfind("<svg", 0) == 0);
+    CHECK(picture.find("halves") != std::string::npos);
+    CHECK(picture.find("<polyline") != std::string::npos);
+    check_failure(run("plot --metrics " + quote((b / "nothing.csv").string())), "nothing.csv");
     std::ifstream summary(b / "summary.txt");
     const std::string text((std::istreambuf_iterator<char>(summary)), std::istreambuf_iterator<char>());
     CHECK(text.find("batchnorm none") != std::string::npos);
