@@ -79,6 +79,19 @@ std::vector<FlagSpec> train_flags() {
   return specs;
 }
 
+std::string inner_loop_description(meta::Algorithm algorithm, const meta::TrainerConfig& c,
+                                   const std::string& inner_optimizer) {
+  std::ostringstream out;
+  out << meta::algorithm_name(algorithm);
+  if (algorithm == meta::Algorithm::ProtoNet) return out.str() + " (nearest class mean of embeddings, no inner loop)";
+  out << ": " << c.inner_steps << " inner " << inner_optimizer << " step" << (c.inner_steps == 1 ? "" : "s")
+      << " of lr " << c.inner_lr;
+  if (algorithm == meta::Algorithm::IMaml) out << ", lambda " << c.imaml.lambda << ", " << c.imaml.cg_steps << " CG steps";
+  out << (c.task_batched ? ", task-batched" : ", tasks looped");
+  if (c.checkpoint_inner) out << ", inner steps recomputed in backward";
+  return out.str();
+}
+
 std::string fixed(double v, int digits) {
   std::ostringstream out;
   out << std::fixed << std::setprecision(digits) << v;
@@ -175,11 +188,9 @@ int train_command(const std::vector<std::string>& args) {
   summary << "metagrad train " << a.given() << "\n"
           << spec.describe() << " (" << params << " parameters)\n"
           << "data " << source.describe_data() << "\n"
-          << "algorithm " << meta::algorithm_name(spec.algorithm) << ": " << config.inner_steps << " inner steps, lr "
-          << config.inner_lr << ", meta-batch " << config.meta_batch << ", outer Adam lr " << config.outer_lr << ", "
-          << config.iterations << " iterations, seed " << spec.seed
-          << (config.task_batched ? ", task-batched" : ", tasks looped") << ", inner " << inner_optimizer
-          << (config.checkpoint_inner ? " (checkpointed)" : "") << "\n"
+          << "algorithm " << inner_loop_description(spec.algorithm, config, inner_optimizer) << ", meta-batch "
+          << config.meta_batch << ", outer Adam lr " << config.outer_lr << ", " << config.iterations
+          << " iterations, seed " << spec.seed << "\n"
           << "batchnorm " << batchnorm_description(spec) << "\n"
           << "build " << build.compiler << " " << build.build_type << ", cpu kernels " << build.simd << ", "
           << num_threads() << " threads, cuda " << (build.cuda_compiled ? "compiled" : "not compiled") << "\n"
