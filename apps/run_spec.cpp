@@ -237,7 +237,8 @@ std::string RunSpec::describe() const {
   out << "\nmodel " << model << (hidden ? " hidden " + std::to_string(hidden) : "")
       << (layers ? " layers " + std::to_string(layers) : "");
   if (task != TaskKind::Sinusoid) {
-    out << "\nclasses split " << split << " (" << split_level << " level, seed " << split_seed << ")";
+    out << "\nclasses split " << split << " (" << (task == TaskKind::Omniglot ? split_level + " level, " : "")
+        << "seed " << split_seed << ")";
     if (task == TaskKind::Omniglot)
       out << (rotations ? ", rotations as classes" : ", no rotations") << (within_alphabet ? ", within alphabet" : "");
   }

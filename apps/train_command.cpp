@@ -92,6 +92,15 @@ std::string inner_loop_description(meta::Algorithm algorithm, const meta::Traine
   return out.str();
 }
 
+// Few enough to list: which languages a words run never trains on.
+std::string held_out_languages(const meta::TaskSampler* test) {
+  const auto* words = dynamic_cast<const meta::WordsSampler*>(test);
+  if (words == nullptr) return "";
+  std::string out = "test languages";
+  for (const std::string& language : words->languages()) out += " " + language;
+  return out + "\n";
+}
+
 std::string fixed(double v, int digits) {
   std::ostringstream out;
   out << std::fixed << std::setprecision(digits) << v;
@@ -188,6 +197,7 @@ int train_command(const std::vector<std::string>& args) {
   summary << "metagrad train " << a.given() << "\n"
           << spec.describe() << " (" << params << " parameters)\n"
           << "data " << source.describe_data() << "\n"
+          << held_out_languages(test_sampler.get())
           << "algorithm " << inner_loop_description(spec.algorithm, config, inner_optimizer) << ", meta-batch "
           << config.meta_batch << ", outer Adam lr " << config.outer_lr << ", " << config.iterations
           << " iterations, seed " << spec.seed << "\n"
