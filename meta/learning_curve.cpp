@@ -143,8 +143,9 @@ void write_learning_curve_svg(const std::string& metrics_csv, const std::string&
     }
     svg << "<text x='" << left + w - 8 << "' y='" << top + 18
         << "' text-anchor='end' font-size='12' fill='#1f77b4'>meta-training query loss</text>\n";
-    svg << "<text x='" << left + w - 8 << "' y='" << top + 34
-        << "' text-anchor='end' font-size='12' fill='#d62728'>held-out loss (95% interval)</text>\n";
+    if (!evals.empty())
+      svg << "<text x='" << left + w - 8 << "' y='" << top + 34
+          << "' text-anchor='end' font-size='12' fill='#d62728'>held-out loss (95% interval)</text>\n";
   });
   if (has_accuracy) {
     const double x0 = 2 * left + w + left;
