@@ -143,8 +143,10 @@ std::string usage_lines(const std::vector<FlagSpec>& specs) {
   std::ostringstream out;
   for (const auto& s : specs) {
     std::string left = "  --" + s.name + (s.is_switch ? "" : " " + s.value_name);
-    if (left.size() < 30) left.resize(30, ' ');
-    else left += "  ";
+    if (left.size() < 30)
+      left.resize(30, ' ');
+    else
+      left += "  ";
     out << left << s.help << "\n";
   }
   return out.str();

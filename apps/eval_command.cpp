@@ -76,8 +76,9 @@ int eval_command(const std::vector<std::string>& args) {
   config.imaml.lambda = config_number(file.metadata, "lambda", 1.0);
   config.anil_head_prefix = "head.";
   const int64_t tasks = a.integer("eval-tasks", 600, 1);
-  std::vector<int64_t> steps = a.integer_list(
-      "eval-steps", spec.task == TaskKind::Sinusoid ? std::vector<int64_t>{1, 10} : std::vector<int64_t>{spec.inner_steps});
+  std::vector<int64_t> steps =
+      a.integer_list("eval-steps", spec.task == TaskKind::Sinusoid ? std::vector<int64_t>{1, 10}
+                                                                   : std::vector<int64_t>{spec.inner_steps});
   if (spec.algorithm == meta::Algorithm::ProtoNet) steps = {0};
   const uint64_t seed = static_cast<uint64_t>(a.integer("seed", 12345, 0));
 
@@ -92,17 +93,22 @@ int eval_command(const std::vector<std::string>& args) {
   std::cout << "checkpoint " << *path << " (" << meta::algorithm_name(spec.algorithm) << ", iteration " << at << ")\n"
             << spec.describe() << "\n"
             << "data " << source.describe_data()
-            << (!source.classification() ? "" : part == Part::All ? ", every class" : ", the test classes") << "\n"
+            << (!source.classification() ? ""
+                : part == Part::All      ? ", every class"
+                                         : ", the test classes")
+            << "\n"
             << tasks << " tasks, inner lr " << config.inner_lr << "\n";
   const bool classification = source.classification();
-  std::cout << std::left << std::setw(13) << "inner steps" << (classification ? "accuracy (95% interval)" : "MSE (95% interval)")
-            << "\n";
+  std::cout << std::left << std::setw(13) << "inner steps"
+            << (classification ? "accuracy (95% interval)" : "MSE (95% interval)") << "\n";
   std::cout << std::fixed;
   for (int64_t s : steps) {
     const meta::EvalResult r = trainer.evaluate_on(*sampler, tasks, static_cast<int>(s));
     std::cout << std::setw(13) << s << std::setprecision(classification ? 2 : 4);
-    if (classification) std::cout << 100.0 * r.accuracy << "% +- " << 100.0 * r.accuracy_ci95 << "%";
-    else std::cout << r.loss << " +- " << r.loss_ci95;
+    if (classification)
+      std::cout << 100.0 * r.accuracy << "% +- " << 100.0 * r.accuracy_ci95 << "%";
+    else
+      std::cout << r.loss << " +- " << r.loss_ci95;
     std::cout << "\n";
   }
   return 0;

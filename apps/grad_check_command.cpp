@@ -52,8 +52,11 @@ Problem make_problem(const std::string& name, int64_t hidden, Generator& gen) {
         for (int64_t j = 3 + i % 4; j < 6; ++j) v[static_cast<std::size_t>(i * 6 + j)] = 0;
       return tensor(v, {n, 6});
     };
-    p.task = {words(6), tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2}, {6}), words(6),
-              tensor(std::vector<int64_t>{2, 1, 0, 2, 1, 0}, {6}), {}};
+    p.task = {words(6),
+              tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2}, {6}),
+              words(6),
+              tensor(std::vector<int64_t>{2, 1, 0, 2, 1, 0}, {6}),
+              {}};
     p.loss = ce;
   } else if (name == "conv4") {
     spec.hidden = hidden > 0 ? hidden : 4;
@@ -61,8 +64,11 @@ Problem make_problem(const std::string& name, int64_t hidden, Generator& gen) {
     spec.image_size = 8;
     spec.outputs = 3;
     p.model = meta::make_model(spec, &gen);
-    p.task = {rand({6, 1, 8, 8}, kFloat64, kCPU, &gen), tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2}, {6}),
-              rand({6, 1, 8, 8}, kFloat64, kCPU, &gen), tensor(std::vector<int64_t>{2, 1, 0, 2, 1, 0}, {6}), {}};
+    p.task = {rand({6, 1, 8, 8}, kFloat64, kCPU, &gen),
+              tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2}, {6}),
+              rand({6, 1, 8, 8}, kFloat64, kCPU, &gen),
+              tensor(std::vector<int64_t>{2, 1, 0, 2, 1, 0}, {6}),
+              {}};
     p.loss = ce;
   } else {
     MG_FAIL("unknown model '", name, "' (known: mlp, conv4, transformer)");
@@ -121,8 +127,8 @@ int grad_check_command(const std::vector<std::string>& args) {
   };
   std::vector<Probe> probes;
   const std::vector<std::string> names = params.keys();
-  const int64_t per_tensor = std::max<int64_t>(1, (entries + static_cast<int64_t>(names.size()) - 1) /
-                                                      static_cast<int64_t>(names.size()));
+  const int64_t per_tensor =
+      std::max<int64_t>(1, (entries + static_cast<int64_t>(names.size()) - 1) / static_cast<int64_t>(names.size()));
   for (std::size_t i = 0; i < names.size() && static_cast<int64_t>(probes.size()) < entries; ++i) {
     const int64_t n = params.at(names[i]).numel();
     const std::vector<double> e = exact[i].to_vector();
@@ -135,7 +141,8 @@ int grad_check_command(const std::vector<std::string>& args) {
         return query_loss(moved, true).item();
       };
       const double numeric = (at(eps) - at(-eps)) / (2 * eps);
-      probes.push_back({names[i], index, e[static_cast<std::size_t>(index)], f[static_cast<std::size_t>(index)], numeric});
+      probes.push_back(
+          {names[i], index, e[static_cast<std::size_t>(index)], f[static_cast<std::size_t>(index)], numeric});
     }
   }
   double scale = 0, worst = 0, first_order_gap = 0;
@@ -150,8 +157,8 @@ int grad_check_command(const std::vector<std::string>& args) {
     first_order_gap = std::max(first_order_gap, std::abs(p.first_order - p.numeric) / std::max(scale, 1e-300));
     std::cout << std::left << std::setw(34) << (p.name + "[" + std::to_string(p.index) + "]") << std::right
               << std::scientific << std::setprecision(6) << std::setw(16) << p.exact << std::setw(16) << p.numeric
-              << std::setprecision(1) << std::setw(12) << err << std::setprecision(6) << std::setw(16)
-              << p.first_order << "\n";
+              << std::setprecision(1) << std::setw(12) << err << std::setprecision(6) << std::setw(16) << p.first_order
+              << "\n";
   }
   std::cout << std::defaultfloat << "\n"
             << probes.size() << " entries; largest error relative to the largest gradient entry: " << worst

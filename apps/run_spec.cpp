@@ -12,18 +12,22 @@ namespace {
 
 const char* part_name(Part part) {
   switch (part) {
-    case Part::Train: return "training";
-    case Part::Val: return "validation";
-    case Part::Test: return "test";
-    case Part::All: return "evaluation";
+    case Part::Train:
+      return "training";
+    case Part::Val:
+      return "validation";
+    case Part::Test:
+      return "test";
+    case Part::All:
+      return "evaluation";
   }
   return "?";
 }
 
 meta::SplitFractions parse_fractions(const std::string& text) {
   const std::vector<std::string> parts = split_list(text);
-  MG_CHECK(parts.size() == 3, "--split expects 'all' or three fractions train,val,test (e.g. 0.7,0.1,0.2), got '",
-           text, "'");
+  MG_CHECK(parts.size() == 3, "--split expects 'all' or three fractions train,val,test (e.g. 0.7,0.1,0.2), got '", text,
+           "'");
   double f[3];
   for (int i = 0; i < 3; ++i) {
     std::size_t used = 0;
@@ -72,9 +76,12 @@ std::vector<std::filesystem::path> omniglot_roots(const std::filesystem::path& p
 
 const char* task_name(TaskKind task) {
   switch (task) {
-    case TaskKind::Sinusoid: return "sinusoid";
-    case TaskKind::Omniglot: return "omniglot";
-    case TaskKind::Words: return "words";
+    case TaskKind::Sinusoid:
+      return "sinusoid";
+    case TaskKind::Omniglot:
+      return "omniglot";
+    case TaskKind::Words:
+      return "words";
   }
   return "?";
 }
@@ -116,8 +123,7 @@ void RunSpec::apply_task_defaults() {
 std::vector<FlagSpec> run_spec_flags() {
   return {
       {"task", "sinusoid | omniglot | words (default sinusoid)", false, "NAME"},
-      {"data", "data folder (omniglot: <root>/<alphabet>/<character>/*.png; words: <root>/<lang>.txt)", false,
-       "PATH"},
+      {"data", "data folder (omniglot: <root>/<alphabet>/<character>/*.png; words: <root>/<lang>.txt)", false, "PATH"},
       {"model", "mlp | conv4 | transformer (default: the task's)", false, "NAME"},
       {"hidden", "model width (mlp 40, conv4 64 channels, transformer d_model 64)", false, "N"},
       {"layers", "model depth (mlp 2 hidden, conv4 4 blocks, transformer 2 layers)", false, "N"},
@@ -126,8 +132,8 @@ std::vector<FlagSpec> run_spec_flags() {
       {"queries", "query examples per class (sinusoid: points; default 10 / 15 / 5)", false, "Q"},
       {"eval-queries", "query examples of evaluation tasks (default: sinusoid 100, else --queries)", false, "Q"},
       {"bn-mode", "BatchNorm statistics: transductive | running | per-step (default transductive)", false, "MODE"},
-      {"split", "'all' or class fractions train,val,test (default: omniglot 0.7,0.1,0.2; words 0.6875,0,0.3125)",
-       false, "SPEC"},
+      {"split", "'all' or class fractions train,val,test (default: omniglot 0.7,0.1,0.2; words 0.6875,0,0.3125)", false,
+       "SPEC"},
       {"split-level", "omniglot: split characters or whole alphabets (default character)", false, "LEVEL"},
       {"split-seed", "seed of the class split (default 0)", false, "N"},
       {"train-classes", "explicit training classes, comma-separated (overrides --split's part)", false, "LIST"},
@@ -161,8 +167,7 @@ void read_run_spec(const Arguments& args, RunSpec& spec) {
   if (args.flag("within-alphabet")) spec.within_alphabet = true;
   if (args.flag("no-rotations")) spec.rotations = false;
   MG_CHECK(spec.task == TaskKind::Sinusoid || !spec.data.empty(), "--task ", task_name(spec.task),
-           " needs --data PATH (the folder of its ", spec.task == TaskKind::Omniglot ? "alphabets" : "word lists",
-           ")");
+           " needs --data PATH (the folder of its ", spec.task == TaskKind::Omniglot ? "alphabets" : "word lists", ")");
 }
 
 std::map<std::string, std::string> RunSpec::to_metadata() const {
@@ -233,7 +238,8 @@ std::string RunSpec::describe() const {
   if (task != TaskKind::Sinusoid)
     out << " (" << ways << "-way " << shots << "-shot, " << queries << " queries/class, " << eval_q
         << " in evaluation)";
-  else out << " (" << shots << " support, " << queries << " query points, " << eval_q << " in evaluation)";
+  else
+    out << " (" << shots << " support, " << queries << " query points, " << eval_q << " in evaluation)";
   out << "\nmodel " << model << (hidden ? " hidden " + std::to_string(hidden) : "")
       << (layers ? " layers " + std::to_string(layers) : "");
   if (task != TaskKind::Sinusoid) {
@@ -280,8 +286,7 @@ std::unique_ptr<meta::TaskSampler> TaskSource::sampler(Part part, uint64_t seed,
     return std::make_unique<meta::SinusoidSampler>(o, seed);
   }
   const meta::ClassSplit split = class_split(part);
-  if (part == Part::Val && spec_.val_classes.empty() && spec_.split != "all" &&
-      parse_fractions(spec_.split).val == 0.0)
+  if (part == Part::Val && spec_.val_classes.empty() && spec_.split != "all" && parse_fractions(spec_.split).val == 0.0)
     return nullptr;
   try {
     if (spec_.task == TaskKind::Omniglot) {
@@ -302,8 +307,8 @@ std::unique_ptr<meta::TaskSampler> TaskSource::sampler(Part part, uint64_t seed,
     o.split = split;
     return std::make_unique<meta::WordsSampler>(*words_, o, seed);
   } catch (const Error& e) {
-    MG_FAIL("the ", part_name(part), " classes (", split.describe(), ") cannot make ", spec_.ways, "-way ",
-            spec_.shots, "-shot tasks with ", queries, " queries: ", e.what());
+    MG_FAIL("the ", part_name(part), " classes (", split.describe(), ") cannot make ", spec_.ways, "-way ", spec_.shots,
+            "-shot tasks with ", queries, " queries: ", e.what());
   }
 }
 
@@ -338,8 +343,7 @@ meta::ModelSpec model_spec(const RunSpec& spec) {
     m.outputs = spec.ways;
   }
   if (spec.task == TaskKind::Omniglot) {
-    MG_CHECK(spec.model == "conv4", "--task omniglot needs --model conv4, not '",
-             spec.model, "'");
+    MG_CHECK(spec.model == "conv4", "--task omniglot needs --model conv4, not '", spec.model, "'");
   }
   if (spec.task == TaskKind::Words)
     MG_CHECK(spec.model == "transformer", "--task words needs --model transformer, not '", spec.model, "'");

@@ -23,9 +23,9 @@ struct RunSpec {
   TaskKind task = TaskKind::Sinusoid;
   std::string data;  // folder; unused for sinusoid
   meta::Algorithm algorithm = meta::Algorithm::Maml;
-  std::string model;       // "" = the task's default
-  int64_t hidden = 0;      // 0 = the model's default
-  int64_t layers = 0;      // 0 = the model's default
+  std::string model;   // "" = the task's default
+  int64_t hidden = 0;  // 0 = the model's default
+  int64_t layers = 0;  // 0 = the model's default
   int64_t ways = 5;
   int64_t shots = 1;
   int64_t queries = 15;

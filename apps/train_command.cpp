@@ -40,10 +40,12 @@ struct TaskDefaults {
 // (--iterations 70000); the default is a shorter schedule that finishes in a few minutes.
 TaskDefaults defaults_for(TaskKind task, meta::Algorithm algorithm) {
   switch (task) {
-    case TaskKind::Sinusoid: return {25, 1, 0.01, 1e-3, 15000, "1,10"};
+    case TaskKind::Sinusoid:
+      return {25, 1, 0.01, 1e-3, 15000, "1,10"};
     case TaskKind::Omniglot:
       return {algorithm == meta::Algorithm::ProtoNet ? 8 : 32, 1, 0.4, 1e-3, 5000, ""};
-    case TaskKind::Words: return {4, 3, 0.1, 1e-3, 3000, ""};
+    case TaskKind::Words:
+      return {4, 3, 0.1, 1e-3, 3000, ""};
   }
   return {};
 }
@@ -61,11 +63,12 @@ std::vector<FlagSpec> train_flags() {
       {"eval-interval", "iterations between validation runs and checkpoints (default: iterations / 20)", false, "N"},
       {"eval-tasks", "validation tasks per evaluation (default 100)", false, "N"},
       {"test-tasks", "held-out test tasks evaluated at the end (default 600)", false, "N"},
-      {"eval-steps", "inner-step counts of the final test (default: sinusoid 1,10; else --inner-steps)", false,
-       "LIST"},
+      {"eval-steps", "inner-step counts of the final test (default: sinusoid 1,10; else --inner-steps)", false, "LIST"},
       {"task-batched", "MAML family: run each meta-batch as one batched computation (per-task weights)", true},
-      {"inner-optimizer", "sgd | momentum | adam: the differentiable inner-loop update (default sgd)", false,
-       "NAME"},
+      {"inner-optimizer", "sgd | momentum | adam: the differentiable inner-loop update (default sgd)", false, "NAME"},
+      {"per-step-lr", "MAML++: learn one inner learning rate per parameter tensor and step", true},
+      {"multi-step-loss", "MAML++: query loss after every inner step, annealed to the last over N iterations", false,
+       "N"},
       {"checkpoint-inner", "recompute inner steps in backward instead of storing them (less memory)", true},
       {"lambda", "imaml: proximal regularisation strength (default 1.0)", false, "X"},
       {"cg-steps", "imaml: conjugate-gradient steps (default 5)", false, "N"},
@@ -86,9 +89,12 @@ std::string inner_loop_description(meta::Algorithm algorithm, const meta::Traine
   if (algorithm == meta::Algorithm::ProtoNet) return out.str() + " (nearest class mean of embeddings, no inner loop)";
   out << ": " << c.inner_steps << " inner " << inner_optimizer << " step" << (c.inner_steps == 1 ? "" : "s")
       << " of lr " << c.inner_lr;
-  if (algorithm == meta::Algorithm::IMaml) out << ", lambda " << c.imaml.lambda << ", " << c.imaml.cg_steps << " CG steps";
+  if (algorithm == meta::Algorithm::IMaml)
+    out << ", lambda " << c.imaml.lambda << ", " << c.imaml.cg_steps << " CG steps";
   out << (c.task_batched ? ", task-batched" : ", tasks looped");
   if (c.checkpoint_inner) out << ", inner steps recomputed in backward";
+  if (c.per_step_lrs) out << ", learned per-step rates";
+  if (c.multi_step_anneal > 0) out << ", multi-step loss annealed over " << c.multi_step_anneal << " iterations";
   return out.str();
 }
 
@@ -109,8 +115,8 @@ std::string fixed(double v, int digits) {
 
 std::string format_eval(const meta::EvalResult& r, bool classification) {
   if (classification)
-    return fixed(100.0 * r.accuracy, 2) + "% +- " + fixed(100.0 * r.accuracy_ci95, 2) + "% (loss " +
-           fixed(r.loss, 4) + ")";
+    return fixed(100.0 * r.accuracy, 2) + "% +- " + fixed(100.0 * r.accuracy_ci95, 2) + "% (loss " + fixed(r.loss, 4) +
+           ")";
   return "MSE " + fixed(r.loss, 4) + " +- " + fixed(r.loss_ci95, 4);
 }
 
@@ -150,16 +156,21 @@ int train_command(const std::vector<std::string>& args) {
   config.loss = spec.task == TaskKind::Sinusoid ? meta::LossKind::Mse : meta::LossKind::CrossEntropy;
   config.task_batched = a.flag("task-batched");
   config.checkpoint_inner = a.flag("checkpoint-inner");
+  config.per_step_lrs = a.flag("per-step-lr");
+  config.multi_step_anneal = a.integer("multi-step-loss", 0, 0);
   const std::string inner_optimizer = a.text("inner-optimizer", "sgd");
-  if (inner_optimizer == "momentum") config.inner_optimizer = meta::InnerOptimizer::Momentum;
-  else if (inner_optimizer == "adam") config.inner_optimizer = meta::InnerOptimizer::Adam;
-  else MG_CHECK(inner_optimizer == "sgd", "unknown --inner-optimizer '", inner_optimizer, "' (known: sgd, momentum, adam)");
+  if (inner_optimizer == "momentum")
+    config.inner_optimizer = meta::InnerOptimizer::Momentum;
+  else if (inner_optimizer == "adam")
+    config.inner_optimizer = meta::InnerOptimizer::Adam;
+  else
+    MG_CHECK(inner_optimizer == "sgd", "unknown --inner-optimizer '", inner_optimizer,
+             "' (known: sgd, momentum, adam)");
   config.imaml.lambda = a.real("lambda", 1.0);
   config.imaml.cg_steps = static_cast<int>(a.integer("cg-steps", 5, 1));
   const int64_t test_tasks = a.integer("test-tasks", 600, 1);
-  std::vector<int64_t> eval_steps =
-      a.integer_list("eval-steps", d.eval_steps.empty() ? std::vector<int64_t>{spec.inner_steps}
-                                                          : std::vector<int64_t>{1, 10});
+  std::vector<int64_t> eval_steps = a.integer_list(
+      "eval-steps", d.eval_steps.empty() ? std::vector<int64_t>{spec.inner_steps} : std::vector<int64_t>{1, 10});
   if (spec.algorithm == meta::Algorithm::ProtoNet) eval_steps = {0};
   const std::string out_dir =
       a.text("out", "runs/" + std::string(task_name(spec.task)) + "-" + meta::algorithm_name(spec.algorithm));
@@ -197,15 +208,15 @@ int train_command(const std::vector<std::string>& args) {
   summary << "metagrad train " << a.given() << "\n"
           << spec.describe() << " (" << params << " parameters)\n"
           << "data " << source.describe_data() << "\n"
-          << held_out_languages(test_sampler.get())
-          << "algorithm " << inner_loop_description(spec.algorithm, config, inner_optimizer) << ", meta-batch "
-          << config.meta_batch << ", outer Adam lr " << config.outer_lr << ", " << config.iterations
-          << " iterations, seed " << spec.seed << "\n"
+          << held_out_languages(test_sampler.get()) << "algorithm "
+          << inner_loop_description(spec.algorithm, config, inner_optimizer) << ", meta-batch " << config.meta_batch
+          << ", outer Adam lr " << config.outer_lr << ", " << config.iterations << " iterations, seed " << spec.seed
+          << "\n"
           << "batchnorm " << batchnorm_description(spec) << "\n"
           << "build " << build.compiler << " " << build.build_type << ", cpu kernels " << build.simd << ", "
           << num_threads() << " threads, cuda " << (build.cuda_compiled ? "compiled" : "not compiled") << "\n"
-          << "output " << out_dir << (a.flag("resume") ? " (resumed at iteration " + std::to_string(trainer.iteration()) + ")" : "")
-          << "\n";
+          << "output " << out_dir
+          << (a.flag("resume") ? " (resumed at iteration " + std::to_string(trainer.iteration()) + ")" : "") << "\n";
   std::cout << summary.str() << std::endl;
   const std::size_t header_size = summary.str().size();
 
@@ -251,8 +262,9 @@ int train_command(const std::vector<std::string>& args) {
     }
   }
   std::ofstream(dir / "summary.txt") << summary.str();
-  std::cout << "\n" << summary.str().substr(header_size)
-            << "wrote " << (dir / "summary.txt").string() << ", metrics.csv, learning_curve.svg, best/last.safetensors\n";
+  std::cout << "\n"
+            << summary.str().substr(header_size) << "wrote " << (dir / "summary.txt").string()
+            << ", metrics.csv, learning_curve.svg, best/last.safetensors\n";
   return 0;
 }
 

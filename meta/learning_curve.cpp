@@ -83,7 +83,8 @@ void panel(std::ostringstream& svg, double x0, double y0, double w, double h, co
         << "' stroke='#ddd'/><text x='" << x0 - 6 << "' y='" << py + 4 << "' text-anchor='end' font-size='11'>"
         << number(fy) << "</text>\n";
   }
-  svg << "<text x='" << x0 + w / 2 << "' y='" << y0 + h + 34 << "' text-anchor='middle' font-size='12'>iteration</text>\n";
+  svg << "<text x='" << x0 + w / 2 << "' y='" << y0 + h + 34
+      << "' text-anchor='middle' font-size='12'>iteration</text>\n";
   draw();
 }
 

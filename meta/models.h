@@ -43,9 +43,9 @@ class MlpModel : public nn::Module {
 struct Conv4Options {
   int64_t in_channels = 1;
   int64_t image_size = 28;
-  int64_t hidden = 64;   // channels of every block
+  int64_t hidden = 64;  // channels of every block
   int64_t blocks = 4;
-  int64_t ways = 5;      // outputs of the head; 0: no head (an embedding network, for ProtoNets)
+  int64_t ways = 5;  // outputs of the head; 0: no head (an embedding network, for ProtoNets)
   nn::BatchNormMode bn_mode = nn::BatchNormMode::Transductive;
   int64_t bn_steps = 1;  // PerStep: inner steps with their own statistics (steps + 1 for the query pass)
 };

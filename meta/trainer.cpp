@@ -52,7 +52,8 @@ std::string config_summary(const TrainerConfig& c) {
   out << "algorithm=" << algorithm_name(c.algorithm) << " inner_steps=" << c.inner_steps << " inner_lr=" << c.inner_lr
       << " outer_lr=" << c.outer_lr << " meta_batch=" << c.meta_batch << " iterations=" << c.iterations
       << " loss=" << loss_kind_name(c.loss) << " seed=" << c.seed << " task_batched=" << c.task_batched
-      << " inner_optimizer=" << static_cast<int>(c.inner_optimizer) << " checkpoint_inner=" << c.checkpoint_inner;
+      << " inner_optimizer=" << static_cast<int>(c.inner_optimizer) << " checkpoint_inner=" << c.checkpoint_inner
+      << " per_step_lrs=" << c.per_step_lrs << " multi_step_anneal=" << c.multi_step_anneal;
   if (c.algorithm == Algorithm::Anil) out << " head=" << c.anil_head_prefix;
   return out.str();
 }
@@ -66,8 +67,8 @@ uint64_t parse_u64(const nn::MetadataReader& in, const std::string& key) {
   } catch (const std::exception&) {
     used = 0;
   }
-  MG_CHECK(used == text.size() && !text.empty(), in.context(), ": ", in.full_key(key),
-           " is not an unsigned integer: '", text, "'");
+  MG_CHECK(used == text.size() && !text.empty(), in.context(), ": ", in.full_key(key), " is not an unsigned integer: '",
+           text, "'");
   return value;
 }
 
@@ -100,13 +101,20 @@ Algorithm algorithm_from_name(std::string_view name) {
 
 const char* algorithm_name(Algorithm algorithm) {
   switch (algorithm) {
-    case Algorithm::Maml: return "maml";
-    case Algorithm::FoMaml: return "fomaml";
-    case Algorithm::MetaSgd: return "metasgd";
-    case Algorithm::Anil: return "anil";
-    case Algorithm::Reptile: return "reptile";
-    case Algorithm::ProtoNet: return "protonet";
-    case Algorithm::IMaml: return "imaml";
+    case Algorithm::Maml:
+      return "maml";
+    case Algorithm::FoMaml:
+      return "fomaml";
+    case Algorithm::MetaSgd:
+      return "metasgd";
+    case Algorithm::Anil:
+      return "anil";
+    case Algorithm::Reptile:
+      return "reptile";
+    case Algorithm::ProtoNet:
+      return "protonet";
+    case Algorithm::IMaml:
+      return "imaml";
   }
   return "?";
 }
@@ -144,6 +152,17 @@ Trainer::Trainer(nn::Module& model, TaskSampler& train_sampler, const TaskSample
     MG_CHECK(any, "Trainer: ANIL head prefix '", config_.anil_head_prefix, "' matches no parameter of the model");
   }
   if (config_.algorithm == Algorithm::MetaSgd) inner_.learned_lr = LearnedLr::PerElement;
+  if (config_.per_step_lrs) {
+    MG_CHECK(config_.algorithm != Algorithm::MetaSgd,
+             "Trainer: per-step learning rates (MAML++) and Meta-SGD's "
+             "per-element rates are two kinds of learned rate; choose one");
+    MG_CHECK(config_.algorithm == Algorithm::Maml || config_.algorithm == Algorithm::FoMaml ||
+                 config_.algorithm == Algorithm::Anil,
+             "Trainer: per-step learning rates are for maml, fomaml and anil, not '", algorithm_name(config_.algorithm),
+             "'");
+    inner_.learned_lr = LearnedLr::PerTensorPerStep;
+  }
+  MG_CHECK(config_.multi_step_anneal >= 0, "Trainer: multi_step_anneal must be >= 0");
 
   nn::TensorDict outer;
   for (const auto& [name, p] : model_.named_parameters()) outer.insert(kModelPrefix + name, p);
@@ -171,10 +190,18 @@ double Trainer::step() {
   optimizer_->zero_grad();
   double total = 0.0;
   switch (config_.algorithm) {
-    case Algorithm::Reptile: total = reptile_step(batch, params, scale); break;
-    case Algorithm::ProtoNet: total = protonet_step(batch, params, scale); break;
-    case Algorithm::IMaml: total = imaml_step(batch, params, scale); break;
-    default: total = maml_family_step(batch, params, scale); break;
+    case Algorithm::Reptile:
+      total = reptile_step(batch, params, scale);
+      break;
+    case Algorithm::ProtoNet:
+      total = protonet_step(batch, params, scale);
+      break;
+    case Algorithm::IMaml:
+      total = imaml_step(batch, params, scale);
+      break;
+    default:
+      total = maml_family_step(batch, params, scale);
+      break;
   }
   optimizer_->step();
   ++iteration_;
@@ -185,11 +212,13 @@ double Trainer::maml_family_step(const TaskBatch& batch, const nn::TensorDict& p
   const LossFn loss = [this](const Tensor& out, const Tensor& y) { return task_loss(out, y); };
   MamlOptions options;
   options.inner = inner_;
+  if (config_.multi_step_anneal > 0 && inner_.steps > 1)
+    options.multi_step_weights = multi_step_loss_weights(inner_.steps, iteration_, config_.multi_step_anneal);
   const nn::TensorDict* lrs = learned_lrs_.empty() ? nullptr : &learned_lrs_;
   double total = 0.0;
   if (config_.task_batched) {
-    const BatchedLossFn batched = config_.loss == LossKind::Mse ? BatchedLossFn(batched_mse)
-                                                                 : BatchedLossFn(batched_cross_entropy);
+    const BatchedLossFn batched =
+        config_.loss == LossKind::Mse ? BatchedLossFn(batched_mse) : BatchedLossFn(batched_cross_entropy);
     BatchedTaskLoss result = maml_batched_loss(model_, params, batch, batched, options, lrs);
     for (double l : result.task_query_losses) total += l;
     // query_loss is already the mean over the meta-batch.
@@ -219,8 +248,10 @@ double Trainer::reptile_step(const TaskBatch& batch, const nn::TensorDict& param
     const nn::TensorDict direction = reptile_direction(model_, params, task, loss, inner_);
     NoGradGuard no_grad;
     for (const auto& [name, d] : direction) {
-      if (sum.contains(name)) sum.set(name, sum.at(name) + d);
-      else sum.insert(name, d.clone());
+      if (sum.contains(name))
+        sum.set(name, sum.at(name) + d);
+      else
+        sum.insert(name, d.clone());
     }
   }
   NoGradGuard no_grad;
@@ -248,8 +279,10 @@ double Trainer::imaml_step(const TaskBatch& batch, const nn::TensorDict& params,
     total += result.query_loss;
     NoGradGuard no_grad;
     for (const auto& [name, g] : result.meta_gradient) {
-      if (sum.contains(name)) sum.set(name, sum.at(name) + g);
-      else sum.insert(name, g.clone());
+      if (sum.contains(name))
+        sum.set(name, sum.at(name) + g);
+      else
+        sum.insert(name, g.clone());
     }
   }
   NoGradGuard no_grad;
@@ -277,6 +310,9 @@ EvalResult Trainer::evaluate_on(const TaskSampler& sampler, int64_t tasks, int i
   ImamlOptions imaml = imaml_options();
   if (inner_steps >= 0) imaml.inner_steps = inner_steps;
   const nn::TensorDict lrs = learned_lrs_.map([](const Tensor& t) { return t.detach(); });
+  // Evaluation adapts in training mode, which updates BatchNorm running statistics; they are put
+  // back afterwards so that evaluating leaves the model as it was.
+  const nn::TensorDict buffers = model_.named_buffers().map([](const Tensor& b) { return b.detach().clone(); });
   std::vector<double> losses, accuracies;
   for (int64_t i = 0; i < tasks; ++i) {
     const Task task = sampler.task(static_cast<uint64_t>(i));
@@ -294,8 +330,8 @@ EvalResult Trainer::evaluate_on(const TaskSampler& sampler, int64_t tasks, int i
       if (config_.algorithm == Algorithm::IMaml) {
         adapted = imaml_adapt(model_, start, task, loss, imaml);
       } else {
-        adapted = adapt(model_, start, task.support_x, task.support_y, loss, options, lrs.empty() ? nullptr : &lrs)
-                      .params;
+        adapted =
+            adapt(model_, start, task.support_x, task.support_y, loss, options, lrs.empty() ? nullptr : &lrs).params;
       }
       NoGradGuard no_grad;
       out = model_.forward(nn::Params(adapted), task.query_x);
@@ -303,6 +339,10 @@ EvalResult Trainer::evaluate_on(const TaskSampler& sampler, int64_t tasks, int i
     }
     losses.push_back(task_loss_value);
     if (config_.loss == LossKind::CrossEntropy) accuracies.push_back(nn::accuracy(out, task.query_y));
+  }
+  {
+    NoGradGuard no_grad;
+    for (const auto& [name, b] : model_.named_buffers()) b.detach().copy_(buffers.at(name));
   }
   EvalResult result;
   result.tasks = tasks;
@@ -363,8 +403,8 @@ bool Trainer::train() {
     const double train_loss = step();
     const double seconds = std::chrono::duration<double>(clock::now() - start).count();
     train_seconds_ = seconds_before + seconds;
-    const bool eval_now = (config_.eval_interval > 0 && iteration_ % config_.eval_interval == 0) ||
-                          iteration_ == config_.iterations;
+    const bool eval_now =
+        (config_.eval_interval > 0 && iteration_ % config_.eval_interval == 0) || iteration_ == config_.iterations;
     EvalResult eval;
     const bool evaluated = eval_now && eval_sampler_ != nullptr;
     if (evaluated) eval = evaluate();
@@ -487,8 +527,8 @@ void Trainer::resume(const std::string& path) {
   const nn::MetadataReader in(file.metadata, kTrainerPrefix, "Trainer.resume(" + path + ")");
   check_checkpoint_model(in, model_, learned_lrs_, file, kLrsPrefix);
   const std::string& algorithm = in.text("algorithm");
-  MG_CHECK(algorithm == algorithm_name(config_.algorithm), in.context(), ": the checkpoint was written by '",
-           algorithm, "' but this trainer runs '", algorithm_name(config_.algorithm), "'");
+  MG_CHECK(algorithm == algorithm_name(config_.algorithm), in.context(), ": the checkpoint was written by '", algorithm,
+           "' but this trainer runs '", algorithm_name(config_.algorithm), "'");
   const int64_t step = in.get_int("step");
   const uint64_t cursor = parse_u64(in, "cursor");
   const double best = in.get_double("best_eval_loss");
@@ -511,9 +551,8 @@ void Trainer::resume(const std::string& path) {
     best_eval_.accuracy_ci95 = in.get_double("best_eval_accuracy_ci95");
     best_eval_.loss_ci95 = in.get_double("best_eval_loss_ci95");
   }
-  train_seconds_ = file.metadata.contains(std::string(kTrainerPrefix) + "train_seconds")
-                       ? in.get_double("train_seconds")
-                       : 0.0;
+  train_seconds_ =
+      file.metadata.contains(std::string(kTrainerPrefix) + "train_seconds") ? in.get_double("train_seconds") : 0.0;
   csv_header_written_ = false;
   drop_csv_rows_after(step);
 }

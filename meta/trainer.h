@@ -50,7 +50,11 @@ struct TrainerConfig {
   InnerOptimizer inner_optimizer = InnerOptimizer::Sgd;  // differentiable SGD, momentum or Adam
   // Recompute inner steps during backward instead of storing them: memory flat in inner steps.
   bool checkpoint_inner = false;
-  std::string output_dir{};                // empty: no CSV and no checkpoints
+  // MAML++ (Antoniou et al. 2019): learned per-tensor, per-step inner learning rates, and the
+  // multi-step loss annealed to the last step's over this many iterations (0: last step only).
+  bool per_step_lrs = false;
+  int64_t multi_step_anneal = 0;
+  std::string output_dir{};  // empty: no CSV and no checkpoints
   // Written into every checkpoint beside the trainer's own entries (the program stores how to
   // rebuild the model and tasks there).
   std::map<std::string, std::string> metadata{};
@@ -59,7 +63,7 @@ struct TrainerConfig {
 };
 
 struct EvalResult {
-  double loss = 0.0;      // mean post-adaptation query loss over the evaluation tasks
+  double loss = 0.0;       // mean post-adaptation query loss over the evaluation tasks
   double loss_ci95 = 0.0;  // 1.96 * sample std / sqrt(n)
   double accuracy = -1.0;  // mean query accuracy for classification; -1 for regression
   double accuracy_ci95 = 0.0;
@@ -81,7 +85,8 @@ class Trainer {
   bool train();
   // Held-out tasks 0 .. tasks-1 of the evaluation sampler, each adapted from the current
   // parameters with inner_steps steps (-1: the configured number) of the trained algorithm's
-  // adaptation (none for ProtoNets).
+  // adaptation (none for ProtoNets). The model's buffers (BatchNorm running statistics) are the
+  // same afterwards.
   EvalResult evaluate(int64_t tasks = -1, int inner_steps = -1);
   // The same on any sampler's stream.
   EvalResult evaluate_on(const TaskSampler& sampler, int64_t tasks, int inner_steps = -1);

@@ -24,7 +24,7 @@ using namespace mg;
 namespace {
 
 struct Result {
-  int status = -1;  // exit status; 128 + signal when killed by one
+  int status = -1;     // exit status; 128 + signal when killed by one
   std::string output;  // stdout and stderr
 };
 
@@ -171,8 +171,10 @@ TEST_SUITE("app") {
     for (const auto& [name, t] : x.tensors) {
       CAPTURE(name);
       REQUIRE(y.tensors.contains(name));
-      if (t.dtype() == kInt64) CHECK(t.to_vector<int64_t>() == y.tensors.at(name).to_vector<int64_t>());
-      else CHECK(t.to_vector<float>() == y.tensors.at(name).to_vector<float>());
+      if (t.dtype() == kInt64)
+        CHECK(t.to_vector<int64_t>() == y.tensors.at(name).to_vector<int64_t>());
+      else
+        CHECK(t.to_vector<float>() == y.tensors.at(name).to_vector<float>());
       ++compared;
     }
     CHECK(compared > 6);  // weights and Adam moments
@@ -231,7 +233,8 @@ TEST_SUITE("app") {
     CHECK(step >= 10);
     const Result resumed = run("train --resume --iterations " + std::to_string(step + 3) +
                                " --eval-interval 10 --eval-tasks 2 --hidden 8 --meta-batch 2 --log-interval 0 "
-                               "--test-tasks 2 --out " + quote(dir.string()));
+                               "--test-tasks 2 --out " +
+                               quote(dir.string()));
     INFO(resumed.output);
     CHECK(resumed.status == 0);
     CHECK(resumed.output.find("resumed at iteration " + std::to_string(step)) != std::string::npos);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../meta/models.h"
 #include "../meta/sinusoid.h"
 #include "../meta/trainer.h"
 #include "../nn/mlp.h"
@@ -81,6 +82,26 @@ class SignSampler : public meta::TaskSampler {
   }
 };
 
+// Two classes of 8x8 images: bright top half or bright bottom half, for a conv model.
+class ImageSignSampler : public meta::TaskSampler {
+ public:
+  explicit ImageSignSampler(uint64_t seed) : meta::TaskSampler(seed) {}
+  meta::Task sample(Generator& gen) const override {
+    auto draw = [&](Tensor& x, Tensor& y) {
+      x = rand({4, 1, 8, 8}, kFloat32, kCPU, &gen);
+      std::vector<float> v = x.to_vector<float>();
+      for (int64_t i = 0; i < 4; ++i)
+        for (int64_t p = 0; p < 32; ++p) v[static_cast<std::size_t>(i * 64 + (i % 2) * 32 + p)] += 1.0f;
+      x = tensor(v, {4, 1, 8, 8});
+      y = tensor(std::vector<int64_t>{0, 1, 0, 1}, {4});
+    };
+    meta::Task task;
+    draw(task.support_x, task.support_y);
+    draw(task.query_x, task.query_y);
+    return task;
+  }
+};
+
 }  // namespace
 
 TEST_SUITE("meta.trainer") {
@@ -131,6 +152,43 @@ TEST_SUITE("meta.trainer") {
       CHECK(values(*resumed) == values(*straight));
       std::filesystem::remove_all(dir);
     }
+  }
+
+  TEST_CASE("MAML++ options: per-step learned rates and the annealed multi-step loss train and resume exactly") {
+    meta::TrainerConfig config = base_config(meta::Algorithm::Maml, 12);
+    config.inner_steps = 3;
+    config.per_step_lrs = true;
+    config.multi_step_anneal = 8;
+    auto straight = tiny_mlp(4);
+    std::vector<float> initial_rates;
+    {
+      meta::SinusoidSampler train(small_tasks(), 5);
+      meta::Trainer trainer(*straight, train, nullptr, config);
+      CHECK(trainer.learned_lrs().size() == 6);
+      CHECK(trainer.learned_lrs().values()[0].shape() == Shape{3});
+      initial_rates = trainer.learned_lrs().values()[0].to_vector<float>();
+      trainer.train();
+      CHECK(trainer.learned_lrs().values()[0].to_vector<float>() != initial_rates);  // the rates learn
+    }
+    const auto dir = scratch_dir("maml_plus_plus");
+    {
+      auto model = tiny_mlp(4);
+      meta::SinusoidSampler train(small_tasks(), 5);
+      meta::TrainerConfig half = config;
+      half.iterations = 6;
+      meta::Trainer trainer(*model, train, nullptr, half);
+      trainer.train();
+      trainer.save((dir / "half.safetensors").string());
+    }
+    auto resumed = tiny_mlp(40);
+    meta::SinusoidSampler train(small_tasks(), 5);
+    meta::Trainer trainer(*resumed, train, nullptr, config);
+    trainer.resume((dir / "half.safetensors").string());
+    trainer.train();
+    CHECK(values(*resumed) == values(*straight));
+    meta::TrainerConfig both = config;
+    both.algorithm = meta::Algorithm::MetaSgd;
+    CHECK_THROWS_WITH_AS(meta::Trainer(*resumed, train, nullptr, both), doctest::Contains("choose one"), Error);
   }
 
   TEST_CASE("metrics CSV and checkpoints are written") {
@@ -199,6 +257,31 @@ TEST_SUITE("meta.trainer") {
     CHECK(held_out.cursor() == 0);  // evaluation reads the stream by index and moves nothing
   }
 
+  TEST_CASE("evaluation leaves BatchNorm running statistics as they were") {
+    Generator gen(3);
+    meta::Conv4 model({.in_channels = 1,
+                       .image_size = 8,
+                       .hidden = 4,
+                       .blocks = 2,
+                       .ways = 2,
+                       .bn_mode = nn::BatchNormMode::RunningStats},
+                      &gen);
+    ImageSignSampler train(1), held_out(2);
+    meta::TrainerConfig config = base_config(meta::Algorithm::Maml, 2);
+    config.loss = meta::LossKind::CrossEntropy;
+    meta::Trainer trainer(model, train, &held_out, config);
+    trainer.train();
+    std::vector<std::vector<float>> before;
+    for (const auto& [name, b] : model.named_buffers())
+      if (b.dtype() == kFloat32) before.push_back(b.to_vector<float>());
+    trainer.evaluate(3);
+    std::vector<std::vector<float>> after;
+    for (const auto& [name, b] : model.named_buffers())
+      if (b.dtype() == kFloat32) after.push_back(b.to_vector<float>());
+    CHECK(before.size() == 4);
+    CHECK(before == after);
+  }
+
   TEST_CASE("classification reports accuracy with its interval") {
     Generator gen(4);
     auto model = nn::make_mlp({.sizes = {2, 8, 2}}, &gen);
@@ -232,8 +315,8 @@ TEST_SUITE("meta.trainer") {
       const meta::EvalResult before = trainer.evaluate();
       CHECK(trainer.train());
       const meta::EvalResult after = trainer.evaluate();
-      MESSAGE(name, ": eval loss ", before.loss, " -> ", after.loss, ", accuracy ",
-              before.accuracy, " -> ", after.accuracy);
+      MESSAGE(name, ": eval loss ", before.loss, " -> ", after.loss, ", accuracy ", before.accuracy, " -> ",
+              after.accuracy);
       CHECK(after.loss < before.loss);
       CHECK(after.accuracy >= 0.0);
     }
