@@ -490,14 +490,49 @@ void Trainer::save(const std::string& path) const {
 
 namespace {
 
+// The first parameter where two fingerprints ("name[shape];...") part, and how many differ.
+std::string fingerprint_difference(const std::string& checkpoint, const std::string& model) {
+  auto entries = [](const std::string& text) {
+    std::map<std::string, std::string> out;  // name -> shape
+    std::vector<std::string> order;
+    std::size_t start = 0;
+    while (start < text.size()) {
+      const std::size_t end = text.find(';', start);
+      const std::string entry = text.substr(start, end - start);
+      const std::size_t bracket = entry.find('[');
+      order.push_back(entry.substr(0, bracket));
+      out[order.back()] = bracket == std::string::npos ? "" : entry.substr(bracket);
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+    return std::make_pair(out, order);
+  };
+  const auto [in_file, file_order] = entries(checkpoint);
+  const auto [in_model, model_order] = entries(model);
+  std::vector<std::string> differences;
+  for (const std::string& name : model_order) {
+    const auto it = in_file.find(name);
+    if (it == in_file.end())
+      differences.push_back(name + " " + in_model.at(name) + " is not in the checkpoint");
+    else if (it->second != in_model.at(name))
+      differences.push_back(name + " is " + it->second + " in the checkpoint but " + in_model.at(name) + " here");
+  }
+  for (const std::string& name : file_order)
+    if (!in_model.contains(name))
+      differences.push_back("the checkpoint's " + name + " " + in_file.at(name) + " is not in this model");
+  if (differences.empty()) return "parameters in another order";
+  std::string out = differences.front();
+  if (differences.size() > 1) out += " (and " + std::to_string(differences.size() - 1) + " more differences)";
+  return out + "; the checkpoint was written for another model";
+}
+
 // Checks a checkpoint against this model before anything changes, so a wrong file leaves the
 // trainer as it was.
 void check_checkpoint_model(const nn::MetadataReader& in, const nn::Module& model, const nn::TensorDict& lrs,
                             const nn::SafetensorsFile& file, const char* lrs_prefix) {
   const std::string expected = Trainer::fingerprint(model);
   const std::string& found = in.text("fingerprint");
-  MG_CHECK(found == expected, in.context(), ": model mismatch: the checkpoint was written for parameters ", found,
-           " but this model has ", expected);
+  MG_CHECK(found == expected, in.context(), ": model mismatch: ", fingerprint_difference(found, expected));
   for (const auto& [name, lr] : lrs) {
     const std::string key = lrs_prefix + name;
     MG_CHECK(file.tensors.contains(key), in.context(), ": no learned rate ", name);

@@ -146,7 +146,8 @@ TEST_SUITE("app") {
     INFO(ok.output);
     CHECK(ok.status == 0);
     CHECK(ok.output.find("+-") != std::string::npos);
-    check_failure(run("eval --checkpoint " + ckpt + " --hidden 16"), "model mismatch");
+    check_failure(run("eval --checkpoint " + ckpt + " --hidden 16"),
+                  "model mismatch: body.0.weight is [8,1] in the checkpoint but [16,1] here");
     check_failure(run("train --resume --iterations 6 --hidden 16 --meta-batch 2 --out " + quote(dir.string())),
                   "model mismatch");
     const fs::path garbage = dir / "garbage.safetensors";
