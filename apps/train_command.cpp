@@ -54,7 +54,7 @@ std::vector<FlagSpec> train_flags() {
   std::vector<FlagSpec> specs = run_spec_flags();
   const std::vector<FlagSpec> own{
       {"algo", "maml | fomaml | metasgd | anil | reptile | protonet | imaml (default maml)", false, "NAME"},
-      {"meta-batch", "tasks per meta-iteration (default: sinusoid 25, omniglot 32, words 4)", false, "N"},
+      {"meta-batch", "tasks per meta-iteration (default: sinusoid 25, omniglot 32 or protonet 8, words 4)", false, "N"},
       {"inner-steps", "inner-loop steps (default 1; words 3)", false, "N"},
       {"inner-lr", "inner-loop learning rate (default: sinusoid 0.01, omniglot 0.4, words 0.1)", false, "LR"},
       {"outer-lr", "meta-optimizer (Adam) learning rate (default 0.001)", false, "LR"},
