@@ -83,7 +83,7 @@ std::vector<FlagSpec> train_flags() {
 }
 
 std::string inner_loop_description(meta::Algorithm algorithm, const meta::TrainerConfig& c,
-                                   const std::string& inner_optimizer) {
+                                   const std::string& inner_optimizer, bool task_batched) {
   std::ostringstream out;
   out << meta::algorithm_name(algorithm);
   if (algorithm == meta::Algorithm::ProtoNet) return out.str() + " (nearest class mean of embeddings, no inner loop)";
@@ -91,7 +91,7 @@ std::string inner_loop_description(meta::Algorithm algorithm, const meta::Traine
       << " of lr " << c.inner_lr;
   if (algorithm == meta::Algorithm::IMaml)
     out << ", lambda " << c.imaml.lambda << ", " << c.imaml.cg_steps << " CG steps";
-  out << (c.task_batched ? ", task-batched" : ", tasks looped");
+  out << (task_batched ? ", task-batched" : ", tasks looped");
   if (c.checkpoint_inner) out << ", inner steps recomputed in backward";
   if (c.per_step_lrs) out << ", learned per-step rates";
   if (c.multi_step_anneal > 0) out << ", multi-step loss annealed over " << c.multi_step_anneal << " iterations";
@@ -154,7 +154,7 @@ int train_command(const std::vector<std::string>& args) {
   config.eval_tasks = a.integer("eval-tasks", 100, 1);
   config.seed = spec.seed;
   config.loss = spec.task == TaskKind::Sinusoid ? meta::LossKind::Mse : meta::LossKind::CrossEntropy;
-  config.task_batched = a.flag("task-batched");
+  if (a.flag("task-batched")) config.batching = meta::Batching::TaskBatched;
   config.checkpoint_inner = a.flag("checkpoint-inner");
   config.per_step_lrs = a.flag("per-step-lr");
   config.multi_step_anneal = a.integer("multi-step-loss", 0, 0);
@@ -209,9 +209,9 @@ int train_command(const std::vector<std::string>& args) {
           << spec.describe() << " (" << params << " parameters)\n"
           << "data " << source.describe_data() << "\n"
           << held_out_languages(test_sampler.get()) << "algorithm "
-          << inner_loop_description(spec.algorithm, config, inner_optimizer) << ", meta-batch " << config.meta_batch
-          << ", outer Adam lr " << config.outer_lr << ", " << config.iterations << " iterations, seed " << spec.seed
-          << "\n"
+          << inner_loop_description(spec.algorithm, config, inner_optimizer, trainer.task_batched()) << ", meta-batch "
+          << config.meta_batch << ", outer Adam lr " << config.outer_lr << ", " << config.iterations
+          << " iterations, seed " << spec.seed << "\n"
           << "batchnorm " << batchnorm_description(spec) << "\n"
           << "build " << build.compiler << " " << build.build_type << ", cpu kernels " << build.simd << ", "
           << num_threads() << " threads, cuda " << (build.cuda_compiled ? "compiled" : "not compiled") << "\n"

@@ -51,7 +51,7 @@ std::string config_summary(const TrainerConfig& c) {
   std::ostringstream out;
   out << "algorithm=" << algorithm_name(c.algorithm) << " inner_steps=" << c.inner_steps << " inner_lr=" << c.inner_lr
       << " outer_lr=" << c.outer_lr << " meta_batch=" << c.meta_batch << " iterations=" << c.iterations
-      << " loss=" << loss_kind_name(c.loss) << " seed=" << c.seed << " task_batched=" << c.task_batched
+      << " loss=" << loss_kind_name(c.loss) << " seed=" << c.seed << " batching=" << static_cast<int>(c.batching)
       << " inner_optimizer=" << static_cast<int>(c.inner_optimizer) << " checkpoint_inner=" << c.checkpoint_inner
       << " per_step_lrs=" << c.per_step_lrs << " multi_step_anneal=" << c.multi_step_anneal;
   if (c.algorithm == Algorithm::Anil) out << " head=" << c.anil_head_prefix;
@@ -80,6 +80,15 @@ std::string format_seconds(double s) {
   if (total >= 60) out << (total / 60) % 60 << "m";
   out << total % 60 << "s";
   return out.str();
+}
+
+// Batched convolutions run one im2col GEMM per task and image, slower than the loop
+// (bench/RESULTS.md), so Batching::Auto keeps models that have them looped.
+bool has_convolution(const nn::Module& module) {
+  if (module.type_name() == "Conv2d") return true;
+  for (const auto& [name, child] : module.children())
+    if (has_convolution(*child)) return true;
+  return false;
 }
 
 // Classes in a task: its class names, or one more than its largest label.
@@ -131,10 +140,13 @@ Trainer::Trainer(nn::Module& model, TaskSampler& train_sampler, const TaskSample
       best_eval_loss_(std::numeric_limits<double>::infinity()) {
   MG_CHECK(config_.algorithm != Algorithm::ProtoNet || config_.loss == LossKind::CrossEntropy,
            "Trainer: protonet classifies; it needs a classification task (cross-entropy loss)");
-  MG_CHECK(!config_.task_batched || config_.algorithm == Algorithm::Maml || config_.algorithm == Algorithm::FoMaml ||
-               config_.algorithm == Algorithm::MetaSgd || config_.algorithm == Algorithm::Anil,
+  const bool maml_family = config_.algorithm == Algorithm::Maml || config_.algorithm == Algorithm::FoMaml ||
+                           config_.algorithm == Algorithm::MetaSgd || config_.algorithm == Algorithm::Anil;
+  MG_CHECK(config_.batching != Batching::TaskBatched || maml_family,
            "Trainer: task-batched meta-batches are for the MAML family (maml, fomaml, metasgd, anil), not '",
            algorithm_name(config_.algorithm), "'");
+  task_batched_ = config_.batching == Batching::TaskBatched || (config_.batching == Batching::Auto && maml_family &&
+                                                                !config_.checkpoint_inner && !has_convolution(model_));
   MG_CHECK(config_.meta_batch >= 1, "Trainer: meta_batch must be >= 1, got ", config_.meta_batch);
   MG_CHECK(config_.inner_steps >= 0, "Trainer: inner_steps must be >= 0, got ", config_.inner_steps);
   MG_CHECK(config_.iterations >= 0, "Trainer: iterations must be >= 0, got ", config_.iterations);
@@ -216,7 +228,7 @@ double Trainer::maml_family_step(const TaskBatch& batch, const nn::TensorDict& p
     options.multi_step_weights = multi_step_loss_weights(inner_.steps, iteration_, config_.multi_step_anneal);
   const nn::TensorDict* lrs = learned_lrs_.empty() ? nullptr : &learned_lrs_;
   double total = 0.0;
-  if (config_.task_batched) {
+  if (task_batched_) {
     const BatchedLossFn batched =
         config_.loss == LossKind::Mse ? BatchedLossFn(batched_mse) : BatchedLossFn(batched_cross_entropy);
     BatchedTaskLoss result = maml_batched_loss(model_, params, batch, batched, options, lrs);

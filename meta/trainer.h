@@ -23,6 +23,7 @@ namespace mg::meta {
 
 enum class Algorithm { Maml, FoMaml, MetaSgd, Anil, Reptile, ProtoNet, IMaml };
 enum class LossKind { Mse, CrossEntropy };
+enum class Batching { Auto, Looped, TaskBatched };
 
 const char* algorithm_name(Algorithm algorithm);
 // The inverse of algorithm_name; throws mg::Error listing the known names.
@@ -43,10 +44,12 @@ struct TrainerConfig {
   LossKind loss = LossKind::Mse;
   std::string anil_head_prefix = "head.";  // the parameters ANIL adapts
   ImamlOptions imaml{};                    // iMAML's lambda and CG steps (its inner steps and lr are the above)
-  // MAML family only: run the meta-batch as one task-batched computation (per-task weights
-  // [T, ...], batched GEMMs; meta/task_batched.h) instead of a loop over its tasks. Same
-  // meta-gradient up to rounding; all tasks' graphs are alive at once.
-  bool task_batched = false;
+  // How a MAML-family meta-batch runs: as a loop over its tasks, or as one task-batched
+  // computation (per-task weights [T, ...], batched GEMMs; meta/task_batched.h), with the same
+  // meta-gradient up to rounding and all tasks' graphs alive at once. Auto batches where it was
+  // measured to pay (models without convolutions: bench/RESULTS.md) unless the inner loop is
+  // checkpointed; the other algorithms always loop.
+  Batching batching = Batching::Looped;
   InnerOptimizer inner_optimizer = InnerOptimizer::Sgd;  // differentiable SGD, momentum or Adam
   // Recompute inner steps during backward instead of storing them: memory flat in inner steps.
   bool checkpoint_inner = false;
@@ -101,6 +104,8 @@ class Trainer {
 
   int64_t iteration() const { return iteration_; }
   const TrainerConfig& config() const { return config_; }
+  // Whether meta-batches run task-batched (config.batching resolved for this model).
+  bool task_batched() const { return task_batched_; }
   const nn::TensorDict& learned_lrs() const { return learned_lrs_; }
   nn::Optimizer& optimizer() { return *optimizer_; }
   double best_eval_loss() const { return best_eval_loss_; }
@@ -132,6 +137,7 @@ class Trainer {
   EvalResult best_eval_{};
   double train_seconds_ = 0.0;
   bool csv_header_written_ = false;
+  bool task_batched_ = false;
 };
 
 }  // namespace mg::meta

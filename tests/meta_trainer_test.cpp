@@ -397,9 +397,12 @@ TEST_SUITE("meta.trainer") {
       config.inner_steps = 2;
       auto looped = tiny_mlp(6), batched = tiny_mlp(6);
       meta::SinusoidSampler a(small_tasks(), 9), b(small_tasks(), 9);
+      config.batching = meta::Batching::Looped;
       meta::Trainer looped_trainer(*looped, a, nullptr, config);
-      config.task_batched = true;
+      config.batching = meta::Batching::TaskBatched;
       meta::Trainer batched_trainer(*batched, b, nullptr, config);
+      CHECK_FALSE(looped_trainer.task_batched());
+      CHECK(batched_trainer.task_batched());
       for (int i = 0; i < 3; ++i) {
         const double la = looped_trainer.step(), lb = batched_trainer.step();
         CHECK(std::abs(la - lb) <= 1e-6 * std::abs(la));
@@ -416,10 +419,23 @@ TEST_SUITE("meta.trainer") {
       CHECK(worst <= 1e-6 * scale);
     }
     meta::TrainerConfig reptile = base_config(meta::Algorithm::Reptile, 1);
-    reptile.task_batched = true;
+    reptile.batching = meta::Batching::TaskBatched;
     auto model = tiny_mlp(2);
     meta::SinusoidSampler train(small_tasks(), 1);
     CHECK_THROWS_WITH_AS(meta::Trainer(*model, train, nullptr, reptile), doctest::Contains("MAML family"), Error);
+    // Auto: batched for the MLP, looped for Reptile, for a checkpointed inner loop and for conv4.
+    meta::TrainerConfig automatic = base_config(meta::Algorithm::Maml, 1);
+    CHECK_FALSE(meta::Trainer(*model, train, nullptr, automatic).task_batched());  // the default loops
+    automatic.batching = meta::Batching::Auto;
+    CHECK(meta::Trainer(*model, train, nullptr, automatic).task_batched());
+    meta::TrainerConfig reptile_auto = base_config(meta::Algorithm::Reptile, 1);
+    reptile_auto.batching = meta::Batching::Auto;
+    CHECK_FALSE(meta::Trainer(*model, train, nullptr, reptile_auto).task_batched());
+    Generator gen(1);
+    meta::Conv4 conv({.image_size = 8, .hidden = 4, .blocks = 2, .ways = 2}, &gen);
+    CHECK_FALSE(meta::Trainer(conv, train, nullptr, automatic).task_batched());
+    automatic.checkpoint_inner = true;
+    CHECK_FALSE(meta::Trainer(*model, train, nullptr, automatic).task_batched());
   }
 
   TEST_CASE("unsupported algorithms and bad settings are refused") {
