@@ -91,6 +91,23 @@ bool has_convolution(const nn::Module& module) {
   return false;
 }
 
+// sum += terms, entry by entry, outside the tape (per-task updates that are not gradients of a
+// recorded loss: Reptile's directions, iMAML's implicit gradients).
+void add_into(nn::TensorDict& sum, const nn::TensorDict& terms) {
+  NoGradGuard no_grad;
+  for (const auto& [name, t] : terms) {
+    if (sum.contains(name))
+      sum.set(name, sum.at(name) + t);
+    else
+      sum.insert(name, t.clone());
+  }
+}
+
+void set_grads(const nn::TensorDict& params, const nn::TensorDict& sum, double scale) {
+  NoGradGuard no_grad;
+  for (const auto& [name, g] : sum) params.at(name).set_grad(g * scale);
+}
+
 // Classes in a task: its class names, or one more than its largest label.
 int64_t task_ways(const Task& task) {
   if (!task.class_names.empty()) return static_cast<int64_t>(task.class_names.size());
@@ -221,7 +238,7 @@ double Trainer::step() {
 }
 
 double Trainer::maml_family_step(const TaskBatch& batch, const nn::TensorDict& params, double scale) {
-  const LossFn loss = [this](const Tensor& out, const Tensor& y) { return task_loss(out, y); };
+  const LossFn loss = loss_fn();
   MamlOptions options;
   options.inner = inner_;
   if (config_.multi_step_anneal > 0 && inner_.steps > 1)
@@ -247,7 +264,7 @@ double Trainer::maml_family_step(const TaskBatch& batch, const nn::TensorDict& p
 }
 
 double Trainer::reptile_step(const TaskBatch& batch, const nn::TensorDict& params, double scale) {
-  const LossFn loss = [this](const Tensor& out, const Tensor& y) { return task_loss(out, y); };
+  const LossFn loss = loss_fn();
   double total = 0.0;
   nn::TensorDict sum;
   for (int64_t t = 0; t < batch.size(); ++t) {
@@ -258,16 +275,9 @@ double Trainer::reptile_step(const TaskBatch& batch, const nn::TensorDict& param
       total += task_loss(model_.forward(nn::Params(params), task.query_x), task.query_y).item();
     }
     const nn::TensorDict direction = reptile_direction(model_, params, task, loss, inner_);
-    NoGradGuard no_grad;
-    for (const auto& [name, d] : direction) {
-      if (sum.contains(name))
-        sum.set(name, sum.at(name) + d);
-      else
-        sum.insert(name, d.clone());
-    }
+    add_into(sum, direction);
   }
-  NoGradGuard no_grad;
-  for (const auto& [name, d] : sum) params.at(name).set_grad(d * scale);
+  set_grads(params, sum, scale);
   return total;
 }
 
@@ -283,22 +293,15 @@ double Trainer::protonet_step(const TaskBatch& batch, const nn::TensorDict& para
 }
 
 double Trainer::imaml_step(const TaskBatch& batch, const nn::TensorDict& params, double scale) {
-  const LossFn loss = [this](const Tensor& out, const Tensor& y) { return task_loss(out, y); };
+  const LossFn loss = loss_fn();
   double total = 0.0;
   nn::TensorDict sum;
   for (int64_t t = 0; t < batch.size(); ++t) {
     const ImamlResult result = imaml_meta_gradient(model_, params, batch.task(t), loss, imaml_options());
     total += result.query_loss;
-    NoGradGuard no_grad;
-    for (const auto& [name, g] : result.meta_gradient) {
-      if (sum.contains(name))
-        sum.set(name, sum.at(name) + g);
-      else
-        sum.insert(name, g.clone());
-    }
+    add_into(sum, result.meta_gradient);
   }
-  NoGradGuard no_grad;
-  for (const auto& [name, g] : sum) params.at(name).set_grad(g * scale);
+  set_grads(params, sum, scale);
   return total;
 }
 
@@ -309,7 +312,7 @@ EvalResult Trainer::evaluate(int64_t tasks, int inner_steps) {
 
 EvalResult Trainer::evaluate_on(const TaskSampler& sampler, int64_t tasks, int inner_steps) {
   MG_CHECK(tasks >= 1, "Trainer.evaluate: needs at least one task, got ", tasks);
-  const LossFn loss = [this](const Tensor& out, const Tensor& y) { return task_loss(out, y); };
+  const LossFn loss = loss_fn();
   // Values are those of the trained objective; only the graph for meta-gradients is skipped.
   InnerLoopOptions options = inner_;
   options.second_order = false;
@@ -367,6 +370,10 @@ EvalResult Trainer::evaluate_on(const TaskSampler& sampler, int64_t tasks, int i
     result.accuracy_ci95 = a.ci95;
   }
   return result;
+}
+
+LossFn Trainer::loss_fn() const {
+  return [this](const Tensor& out, const Tensor& y) { return task_loss(out, y); };
 }
 
 ImamlOptions Trainer::imaml_options() const {

@@ -117,6 +117,7 @@ class Trainer {
  private:
   Tensor task_loss(const Tensor& output, const Tensor& target) const;
   ImamlOptions imaml_options() const;
+  LossFn loss_fn() const;  // task_loss as the inner loop takes it
   double maml_family_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
   double reptile_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
   double protonet_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
