@@ -1,77 +1,17 @@
-// Large-kernel throughput: GEMM against OpenBLAS and the core's FMA peak, elementwise add and
-// softmax against memory bandwidth (a plain memcpy stream). Ratios go in bench/RESULTS.md.
+// Large-kernel throughput: GEMM against OpenBLAS and the core's FMA peak (bench_kernels/gemm.cpp),
+// elementwise and softmax against memory bandwidth (bench_kernels/memory_bound.cpp), and here the
+// register-only FMA loop that measures the peak. Ratios go in bench/RESULTS.md.
 //   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ./bench_kernels --benchmark_min_time=0.2
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
-#include <cstring>
-#include <vector>
-
-#include <metagrad/metagrad.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define MG_BENCH_X86 1
 #endif
 
-#ifdef MG_BENCH_HAVE_OPENBLAS
-#include <cblas.h>
-#endif
-
 namespace {
-
-using mg::Tensor;
-
-// ---- GEMM ---------------------------------------------------------------------------------
-
-void set_gemm_counters(benchmark::State& state, int64_t n) {
-  const double flops = 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n);
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-}
-
-template <mg::DType D>
-void BM_mg_gemm(benchmark::State& state) {
-  const int64_t n = state.range(0);
-  mg::NoGradGuard no_grad;
-  mg::Generator gen(1);
-  const Tensor a = mg::randn({n, n}, D, mg::kCPU, &gen);
-  const Tensor b = mg::randn({n, n}, D, mg::kCPU, &gen);
-  for (auto _ : state) {
-    Tensor c = mg::matmul(a, b);
-    benchmark::DoNotOptimize(c);
-  }
-  set_gemm_counters(state, n);
-}
-BENCHMARK(BM_mg_gemm<mg::kFloat32>)->Name("sgemm/mg")->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->UseRealTime();
-BENCHMARK(BM_mg_gemm<mg::kFloat64>)->Name("dgemm/mg")->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->UseRealTime();
-
-#ifdef MG_BENCH_HAVE_OPENBLAS
-void BM_openblas_sgemm(benchmark::State& state) {
-  const int n = static_cast<int>(state.range(0));
-  std::vector<float> a(static_cast<size_t>(n) * n, 0.5f), b(a.size(), 0.25f), c(a.size());
-  for (auto _ : state) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f,
-                c.data(), n);
-    benchmark::DoNotOptimize(c.data());
-    benchmark::ClobberMemory();
-  }
-  set_gemm_counters(state, n);
-}
-void BM_openblas_dgemm(benchmark::State& state) {
-  const int n = static_cast<int>(state.range(0));
-  std::vector<double> a(static_cast<size_t>(n) * n, 0.5), b(a.size(), 0.25), c(a.size());
-  for (auto _ : state) {
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, a.data(), n, b.data(), n, 0.0,
-                c.data(), n);
-    benchmark::DoNotOptimize(c.data());
-    benchmark::ClobberMemory();
-  }
-  set_gemm_counters(state, n);
-}
-BENCHMARK(BM_openblas_sgemm)->Name("sgemm/openblas")->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->UseRealTime();
-BENCHMARK(BM_openblas_dgemm)->Name("dgemm/openblas")->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->UseRealTime();
-#endif
 
 // ---- FMA peak of one core (registers only) ------------------------------------------------
 // 16 independent accumulators cover the FMA latency x throughput of current cores (4-5 cycles x
@@ -143,53 +83,6 @@ void BM_fma_peak_avx2(benchmark::State& state) {
 BENCHMARK(BM_fma_peak_avx512)->Name("fma_peak_f32/avx512");
 BENCHMARK(BM_fma_peak_avx2)->Name("fma_peak_f32/avx2");
 #endif
-
-// ---- Memory-bound: elementwise add, stream copy, softmax ----------------------------------
-
-constexpr int64_t kStreamN = int64_t{16} << 20;  // 16M floats = 64 MiB per array
-
-void BM_mg_add(benchmark::State& state) {
-  mg::NoGradGuard no_grad;
-  mg::Generator gen(2);
-  const Tensor a = mg::randn({kStreamN}, mg::kFloat32, mg::kCPU, &gen);
-  const Tensor b = mg::randn({kStreamN}, mg::kFloat32, mg::kCPU, &gen);
-  for (auto _ : state) {
-    Tensor c = mg::add(a, b);
-    benchmark::DoNotOptimize(c);
-  }
-  // Read a, read b, write c (the write-allocate read of c is not counted).
-  state.counters["GB/s"] = benchmark::Counter(3.0 * 4.0 * static_cast<double>(kStreamN) * 1e-9,
-                                              benchmark::Counter::kIsIterationInvariantRate);
-}
-BENCHMARK(BM_mg_add)->Name("add_f32_16M/mg")->UseRealTime();
-
-void BM_memcpy_stream(benchmark::State& state) {
-  std::vector<float> src(static_cast<size_t>(kStreamN), 1.0f), dst(static_cast<size_t>(kStreamN), 0.0f);
-  for (auto _ : state) {
-    std::memcpy(dst.data(), src.data(), src.size() * sizeof(float));
-    benchmark::DoNotOptimize(dst.data());
-    benchmark::ClobberMemory();
-  }
-  // Read src, write dst.
-  state.counters["GB/s"] = benchmark::Counter(2.0 * 4.0 * static_cast<double>(kStreamN) * 1e-9,
-                                              benchmark::Counter::kIsIterationInvariantRate);
-}
-BENCHMARK(BM_memcpy_stream)->Name("copy_f32_16M/memcpy")->UseRealTime();
-
-void BM_mg_softmax(benchmark::State& state) {
-  mg::NoGradGuard no_grad;
-  mg::Generator gen(3);
-  const int64_t rows = 4096, cols = 1024;
-  const Tensor x = mg::randn({rows, cols}, mg::kFloat32, mg::kCPU, &gen);
-  for (auto _ : state) {
-    Tensor y = mg::softmax(x, 1);
-    benchmark::DoNotOptimize(y);
-  }
-  // Read x, write y.
-  state.counters["GB/s"] = benchmark::Counter(2.0 * 4.0 * static_cast<double>(rows * cols) * 1e-9,
-                                              benchmark::Counter::kIsIterationInvariantRate);
-}
-BENCHMARK(BM_mg_softmax)->Name("softmax_f32_4096x1024/mg")->UseRealTime();
 
 }  // namespace
 
