@@ -1,6 +1,8 @@
 #include "engine.h"
 
 #include <cmath>
+#include <cstdint>
+#include <memory>
 #include <queue>
 #include <unordered_map>
 #include <unordered_set>
@@ -13,10 +15,10 @@ namespace mg::engine {
 namespace {
 
 struct NodeState {
-  int pending = 0;       // gradients still to arrive from needed parents
-  bool needed = false;   // some capture target or leaf to accumulate is reachable from here
+  int pending = 0;      // gradients still to arrive from needed parents
+  bool needed = false;  // some capture target or leaf to accumulate is reachable from here
   bool visited = false;
-  Tensor buffer;         // sum of the gradients that arrived so far
+  Tensor buffer;  // sum of the gradients that arrived so far
 };
 
 struct BySequence {
@@ -29,14 +31,67 @@ void check_finite(const Node& node, std::size_t input, const Tensor& g) {
              ") produced NaN or Inf in the gradient for its input ", input, " (", describe(g), ")");
 }
 
-void add_into(Tensor& buffer, const Tensor& g) {
-  buffer = buffer.defined() ? buffer + g : g;
-}
+void add_into(Tensor& buffer, const Tensor& g) { buffer = buffer.defined() ? buffer + g : g; }
 
 }  // namespace
 
+// The per-node state of one backward pass, looked up several times per node: an open-addressing
+// table (linear probing, power-of-two capacity) keyed by node address, with the states in a
+// vector in discovery order. A pass over a tape of thousands of small ops spends a noticeable
+// share of its time here, so it avoids a heap node per entry.
+class NodeStates {
+ public:
+  NodeStates() : slots_(64, kEmpty) {}
+
+  NodeState& operator[](Node* node) {
+    std::size_t i = slot_of(node);
+    if (slots_[i] != kEmpty) return state(slots_[i]);
+    if ((nodes_.size() + 1) * 2 > slots_.size()) {
+      grow();
+      i = slot_of(node);
+    }
+    const std::size_t index = nodes_.size();
+    slots_[i] = static_cast<uint32_t>(index);
+    nodes_.push_back(node);
+    if ((index >> kChunkBits) == chunks_.size()) chunks_.push_back(std::make_unique<NodeState[]>(kChunk));
+    return state(index);
+  }
+  std::size_t size() const { return nodes_.size(); }
+  Node* node(std::size_t i) const { return nodes_[i]; }
+  NodeState& state(std::size_t i) { return chunks_[i >> kChunkBits][i & (kChunk - 1)]; }
+
+ private:
+  static constexpr uint32_t kEmpty = UINT32_MAX;
+
+  // The slot holding node, or the empty slot where it would go.
+  std::size_t slot_of(Node* node) const {
+    const std::size_t mask = slots_.size() - 1;
+    // A full 64-bit mix (MurmurHash3's finaliser): pool-allocated nodes sit at regular strides,
+    // which simpler hashes map onto long probe runs.
+    uint64_t h = reinterpret_cast<std::uintptr_t>(node);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    std::size_t i = static_cast<std::size_t>(h) & mask;
+    while (slots_[i] != kEmpty && nodes_[slots_[i]] != node) i = (i + 1) & mask;
+    return i;
+  }
+  void grow() {
+    slots_.assign(slots_.size() * 2, kEmpty);
+    for (std::size_t k = 0; k < nodes_.size(); ++k) slots_[slot_of(nodes_[k])] = static_cast<uint32_t>(k);
+  }
+
+  std::vector<uint32_t> slots_;
+  std::vector<Node*> nodes_;
+  // Fixed-size chunks: references stay valid as the table grows.
+  static constexpr std::size_t kChunkBits = 8, kChunk = std::size_t{1} << kChunkBits;
+  std::vector<std::unique_ptr<NodeState[]>> chunks_;
+};
+
 TensorList run(const Request& request) {
-  std::unordered_map<Node*, NodeState> states;
+  NodeStates states;
   std::unordered_map<Node*, std::vector<std::size_t>> captures;
   std::vector<std::shared_ptr<Node>> keep_alive;  // accumulators created for inputs
 
@@ -80,8 +135,9 @@ TensorList run(const Request& request) {
         if (child && states[child.get()].needed) state.needed = true;
     }
   }
-  for (auto& [node, state] : states) {
-    if (!state.needed) continue;
+  for (std::size_t k = 0; k < states.size(); ++k) {
+    Node* node = states.node(k);
+    if (!states.state(k).needed) continue;
     for (const auto& child : node->next)
       if (child && states[child.get()].needed) ++states[child.get()].pending;
   }
@@ -123,8 +179,8 @@ TensorList run(const Request& request) {
     if (feeds_needed && grad.defined()) {
       GradModeGuard mode(request.create_graph);
       input_grads = node->apply(grad);
-      MG_CHECK(input_grads.size() == node->next.size(), "backward of ", node->name(), " returned ",
-               input_grads.size(), " gradients for ", node->next.size(), " inputs");
+      MG_CHECK(input_grads.size() == node->next.size(), "backward of ", node->name(), " returned ", input_grads.size(),
+               " gradients for ", node->next.size(), " inputs");
     }
     // Only a node that ran gives up its saved tensors: a captured input's own node (not run when
     // nothing beyond it is needed) must stay usable for a later backward, as in PyTorch.

@@ -5,6 +5,7 @@
 #include "../tensor/kernels.h"
 #include "grad_mode.h"
 #include "ops.h"
+#include "../tensor/small_object_pool.h"
 
 namespace mg {
 namespace {
@@ -34,7 +35,7 @@ SavedTensor::SavedTensor(const Tensor& t, bool is_output) : is_output_(is_output
   if (!t.defined()) return;
   saved_version_ = t.version();
   if (is_output) {
-    auto impl = std::make_shared<TensorImpl>(t.impl());
+    auto impl = std::allocate_shared<TensorImpl>(PoolAllocator<TensorImpl>(), t.impl());
     impl->autograd.reset();
     data_ = Tensor(std::move(impl));
   } else {
@@ -48,8 +49,8 @@ Tensor SavedTensor::unpack(const std::shared_ptr<Node>& owner, std::string_view 
            describe(data_), ") was modified in place after it was saved (version ", data_.version(),
            ", saved at version ", saved_version_, "); use an out-of-place op or clone() it first");
   if (!is_output_) return data_;
-  auto impl = std::make_shared<TensorImpl>(data_.impl());
-  impl->autograd = std::make_shared<AutogradMeta>();
+  auto impl = std::allocate_shared<TensorImpl>(PoolAllocator<TensorImpl>(), data_.impl());
+  impl->autograd = std::allocate_shared<AutogradMeta>(PoolAllocator<AutogradMeta>());
   impl->autograd->requires_grad = true;
   impl->autograd->grad_fn = owner;
   return Tensor(std::move(impl));
@@ -91,7 +92,7 @@ FunctionNode::FunctionNode(OpId op, BackwardFn backward)
 
 FunctionNode::~FunctionNode() { release_saved(); }
 
-void FunctionNode::save(const TensorList& tensors, const Tensor& output) {
+void FunctionNode::save(TensorSpan tensors, const Tensor& output) {
   saved_.reserve(tensors.size());
   for (const Tensor& t : tensors) saved_.emplace_back(t, t.defined() && t.same(output));
 }
@@ -142,7 +143,7 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
   if (!meta || !meta->requires_grad) return nullptr;
   if (meta->grad_fn) return meta->grad_fn;
   if (auto existing = meta->accumulator.lock()) return existing;
-  auto created = std::make_shared<AccumulateGrad>(t.impl_ptr());
+  auto created = std::allocate_shared<AccumulateGrad>(PoolAllocator<AccumulateGrad>(), t.impl_ptr());
   meta->accumulator = created;
   return created;
 }

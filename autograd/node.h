@@ -4,12 +4,15 @@
 // own the nodes of their inputs, so a tape lives exactly as long as a tensor that needs it.
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "../tensor/small_object_pool.h"
 #include "../tensor/tensor.h"
+#include "backward_fn.h"
 #include "op_list.h"
 
 namespace mg {
@@ -43,7 +46,24 @@ struct BackwardArgs {
   bool needs_input(std::size_t i) const { return needs[i]; }
 };
 
-using BackwardFn = std::function<TensorList(const BackwardArgs&)>;
+using BackwardFn = PooledFunction<TensorList, BackwardArgs>;
+
+// Tensors handed to record() for the duration of the call: a braced list ({a, b}) or a
+// TensorList, without copying either into a new vector.
+class TensorSpan {
+ public:
+  TensorSpan() = default;
+  TensorSpan(std::initializer_list<Tensor> list) : list_(list), from_list_(true) {}  // NOLINT
+  TensorSpan(const TensorList& list) : vector_(&list) {}                             // NOLINT
+  const Tensor* begin() const { return from_list_ ? list_.begin() : vector_ ? vector_->data() : nullptr; }
+  const Tensor* end() const { return begin() + size(); }
+  std::size_t size() const { return from_list_ ? list_.size() : vector_ ? vector_->size() : 0; }
+
+ private:
+  std::initializer_list<Tensor> list_;
+  const TensorList* vector_ = nullptr;
+  bool from_list_ = false;
+};
 
 class Node : public std::enable_shared_from_this<Node> {
  public:
@@ -60,8 +80,8 @@ class Node : public std::enable_shared_from_this<Node> {
 
   const std::string& name() const { return name_; }
   uint64_t sequence_nr() const { return sequence_nr_; }
-  // One per input; null where that input does not require grad.
-  std::vector<std::shared_ptr<Node>> next;
+  // One per input; null where that input does not require grad. (Pooled: one list per op.)
+  std::vector<std::shared_ptr<Node>, PoolAllocator<std::shared_ptr<Node>>> next;
   // Geometry of the output, to check what a formula returns and to describe the node.
   Shape output_shape;
   DType output_dtype = kFloat32;
@@ -80,13 +100,13 @@ class FunctionNode final : public Node {
   ~FunctionNode() override;
   TensorList apply(const Tensor& grad) override;
   void release_saved() override;
-  void save(const TensorList& tensors, const Tensor& output);
+  void save(TensorSpan tensors, const Tensor& output);
   OpId op() const { return op_; }
 
  private:
   OpId op_;
   BackwardFn backward_;
-  std::vector<SavedTensor> saved_;
+  std::vector<SavedTensor, PoolAllocator<SavedTensor>> saved_;
   bool released_ = false;
 };
 

@@ -38,13 +38,12 @@ enum class OpId : int {
 
 inline constexpr std::size_t kNumDifferentiableOps = static_cast<std::size_t>(OpId::Count);
 
-constexpr std::string_view op_name(OpId op) {
-  constexpr std::string_view names[] = {
+inline constexpr std::string_view kOpNames[] = {
 #define MG_OP_NAME(name) #name,
-      MG_DIFFERENTIABLE_OPS(MG_OP_NAME)
+    MG_DIFFERENTIABLE_OPS(MG_OP_NAME)
 #undef MG_OP_NAME
-  };
-  return names[static_cast<int>(op)];
-}
+};
+
+constexpr std::string_view op_name(OpId op) { return kOpNames[static_cast<int>(op)]; }
 
 }  // namespace mg

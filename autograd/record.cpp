@@ -1,6 +1,7 @@
 #include "record.h"
 
 #include "autograd_meta_access.h"
+#include "../tensor/small_object_pool.h"
 
 namespace mg {
 
@@ -11,8 +12,8 @@ bool should_record_list(const TensorList& inputs) {
   return false;
 }
 
-void record(OpId op, const TensorList& inputs, const Tensor& output, const TensorList& saved, BackwardFn backward) {
-  auto node = std::make_shared<FunctionNode>(op, std::move(backward));
+void record(OpId op, TensorSpan inputs, const Tensor& output, TensorSpan saved, BackwardFn backward) {
+  auto node = std::allocate_shared<FunctionNode>(PoolAllocator<FunctionNode>(), op, std::move(backward));
   node->next.reserve(inputs.size());
   for (const Tensor& t : inputs) node->next.push_back(t.defined() ? gradient_edge(t) : nullptr);
   node->output_shape = output.shape();

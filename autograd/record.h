@@ -25,6 +25,6 @@ bool should_record_list(const TensorList& inputs);
 
 // Creates the node (edges to each input's gradient node), makes it output's grad_fn and marks
 // output as requiring grad. Must only be called when should_record(inputs...) holds.
-void record(OpId op, const TensorList& inputs, const Tensor& output, const TensorList& saved, BackwardFn backward);
+void record(OpId op, TensorSpan inputs, const Tensor& output, TensorSpan saved, BackwardFn backward);
 
 }  // namespace mg

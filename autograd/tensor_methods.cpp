@@ -3,6 +3,7 @@
 #include "autograd_meta_access.h"
 #include "grad_mode.h"
 #include "ops.h"
+#include "../tensor/small_object_pool.h"
 
 namespace mg {
 
@@ -51,7 +52,7 @@ std::shared_ptr<Node> Tensor::grad_fn() const {
 }
 
 Tensor Tensor::detach() const {
-  auto copy = std::make_shared<TensorImpl>(impl());
+  auto copy = std::allocate_shared<TensorImpl>(PoolAllocator<TensorImpl>(), impl());
   copy->autograd.reset();
   return Tensor(std::move(copy));
 }

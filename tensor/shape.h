@@ -6,10 +6,13 @@
 #include <string_view>
 #include <vector>
 
+#include "small_vector.h"
+
 namespace mg {
 
-using Shape = std::vector<int64_t>;
-using Strides = std::vector<int64_t>;
+// Up to 6 dims without a heap allocation (task-batched convolutions and attention use 5).
+using Shape = SmallVector<int64_t, 6>;
+using Strides = SmallVector<int64_t, 6>;
 
 int64_t numel_of(const Shape& shape);
 Strides contiguous_strides(const Shape& shape);

@@ -8,6 +8,7 @@
 
 #include "geometry.h"
 #include "kernels.h"
+#include "small_object_pool.h"
 
 namespace mg {
 
@@ -51,8 +52,8 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   int64_t nbytes = 0;
   MG_CHECK(!__builtin_mul_overflow(numel, static_cast<int64_t>(element_size(dtype)), &nbytes), "empty: shape ",
            shape_str(shape), " is too large");
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<std::size_t>(nbytes), device);
+  auto impl = std::allocate_shared<TensorImpl>(PoolAllocator<TensorImpl>());
+  impl->storage = std::allocate_shared<Storage>(PoolAllocator<Storage>(), static_cast<std::size_t>(nbytes), device);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
@@ -62,7 +63,7 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 Tensor Tensor::make_view(const Tensor& base, Shape shape, Strides strides, int64_t offset) {
   const TensorImpl& b = base.impl();
   detail::check_view_bounds("view", *b.storage, b.dtype, shape, strides, offset);
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = std::allocate_shared<TensorImpl>(PoolAllocator<TensorImpl>());
   impl->storage = b.storage;
   impl->shape = std::move(shape);
   impl->strides = std::move(strides);

@@ -1,5 +1,7 @@
 #include "cpu_allocator.h"
 
+#include <atomic>
+#include <bit>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -24,10 +26,48 @@ std::size_t bucket_size(std::size_t nbytes) {
     const std::size_t units = (nbytes + kLargeBlock - 1) / kLargeBlock;
     return units * kLargeBlock;
   }
-  std::size_t size = kAlignment;
-  while (size < nbytes) size <<= 1;
-  return size;
+  return std::bit_ceil(nbytes);
 }
+
+// Held for a few dozen instructions per call: a spinning flag is cheaper than a mutex for that,
+// and the cost matters because every tensor of a small op passes through here twice.
+class SpinLock {
+ public:
+  void lock() {
+    while (flag_.test_and_set(std::memory_order_acquire)) {
+      while (flag_.test(std::memory_order_relaxed)) {
+      }
+    }
+  }
+  void unlock() { flag_.clear(std::memory_order_release); }
+
+ private:
+  std::atomic_flag flag_;
+};
+
+// Free lists: power-of-two buckets up to kLargeBlock by their log2 in an array (the common case,
+// no hashing), larger blocks by size in a map.
+class FreeLists {
+ public:
+  std::vector<void*>& operator[](std::size_t size) {
+    if (size <= kLargeBlock) return small_[std::bit_width(size) - 1];
+    return large_[size];
+  }
+  std::vector<void*>* find(std::size_t size) {
+    if (size <= kLargeBlock) return &small_[std::bit_width(size) - 1];
+    auto it = large_.find(size);
+    return it == large_.end() ? nullptr : &it->second;
+  }
+  template <typename Fn>
+  void for_each(Fn&& fn) {
+    for (auto& list : small_) fn(list);
+    for (auto& [size, list] : large_) fn(list);
+  }
+
+ private:
+  std::vector<void*> small_[64];
+  std::unordered_map<std::size_t, std::vector<void*>> large_;
+};
 
 class CachingAllocator {
  public:
@@ -42,11 +82,11 @@ class CachingAllocator {
     MG_CHECK(nbytes <= (std::size_t{1} << 62), "cpu: cannot allocate ", nbytes, " bytes");
     const std::size_t size = bucket_size(nbytes);
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto it = free_.find(size);
-      if (it != free_.end() && !it->second.empty()) {
-        void* block = it->second.back();
-        it->second.pop_back();
+      std::lock_guard<SpinLock> lock(lock_);
+      std::vector<void*>* list = free_.find(size);
+      if (list != nullptr && !list->empty()) {
+        void* block = list->back();
+        list->pop_back();
         cached_bytes_ -= size;
         add_allocated(size);
         ++hits_;
@@ -60,7 +100,7 @@ class CachingAllocator {
       block = std::aligned_alloc(kAlignment, size);
     }
     MG_CHECK(block != nullptr, "cpu: out of memory allocating ", nbytes, " bytes");
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SpinLock> lock(lock_);
     add_allocated(size);
     return block;
   }
@@ -69,7 +109,7 @@ class CachingAllocator {
     if (block == nullptr) return;
     const std::size_t size = bucket_size(nbytes);
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      std::lock_guard<SpinLock> lock(lock_);
       allocated_bytes_ -= size;
       if (caching_ && cached_bytes_ + size <= kMaxCachedBytes) {
         free_[size].push_back(block);
@@ -81,36 +121,38 @@ class CachingAllocator {
   }
 
   void release() {
-    std::unordered_map<std::size_t, std::vector<void*>> blocks;
+    std::vector<void*> blocks;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      blocks.swap(free_);
+      std::lock_guard<SpinLock> lock(lock_);
+      free_.for_each([&](std::vector<void*>& list) {
+        blocks.insert(blocks.end(), list.begin(), list.end());
+        list.clear();
+      });
       cached_bytes_ = 0;
     }
-    for (auto& [size, list] : blocks)
-      for (void* block : list) std::free(block);
+    for (void* block : blocks) std::free(block);
   }
 
   AllocatorStats stats() {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SpinLock> lock(lock_);
     return AllocatorStats{cached_bytes_, allocated_bytes_, peak_allocated_bytes_, hits_, misses_};
   }
 
   void reset_peak() {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<SpinLock> lock(lock_);
     peak_allocated_bytes_ = allocated_bytes_;
   }
 
  private:
-  // Callers hold mutex_: the peak rides on the lock the free lists already need.
+  // Callers hold lock_: the peak rides on the lock the free lists already need.
   void add_allocated(std::size_t size) {
     allocated_bytes_ += size;
     if (allocated_bytes_ > peak_allocated_bytes_) peak_allocated_bytes_ = allocated_bytes_;
   }
 
   bool caching_ = true;
-  std::mutex mutex_;
-  std::unordered_map<std::size_t, std::vector<void*>> free_;
+  SpinLock lock_;
+  FreeLists free_;
   std::size_t cached_bytes_ = 0;
   std::size_t allocated_bytes_ = 0;
   std::size_t peak_allocated_bytes_ = 0;

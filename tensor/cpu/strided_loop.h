@@ -14,14 +14,16 @@
 #include <vector>
 
 #include "../shape.h"
+#include "../small_vector.h"
 #include "parallel.h"
 
 namespace mg::cpu {
 
 template <std::size_t N>
 struct StridedPlan {
-  std::vector<int64_t> sizes;                   // merged dims, outermost first; empty for one element
-  std::vector<std::array<int64_t, N>> strides;  // byte strides, per dim, per operand
+  // Inline storage: a plan is built for every elementwise call, so it must not touch the heap.
+  SmallVector<int64_t, 6> sizes;                   // merged dims, outermost first; empty for one element
+  SmallVector<std::array<int64_t, N>, 6> strides;  // byte strides, per dim, per operand
   int64_t numel = 1;
 };
 
