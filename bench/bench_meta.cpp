@@ -1,0 +1,125 @@
+// Whole MAML meta-steps, metagrad beside LibTorch in the same binary (when LibTorch was found:
+// MG_BENCH_HAVE_TORCH), float32, second order (inner gradients with create_graph, the outer loss
+// differentiated through them):
+//   W-sin   MLP 1-40-40-1 (ReLU), 25 tasks of K=10 support + 10 query, 1 inner SGD step lr 0.01, MSE.
+//   W-omni  conv4 (4 x conv3x3 64 + BatchNorm with batch statistics + ReLU + max-pool 2, linear
+//           head) on 1x28x28, 5-way 1-shot with 15 queries per class, 32 tasks, 1 step lr 0.4,
+//           cross-entropy.
+//   W-tf    transformer classifier (token embedding, learned positions, 2 pre-norm layers,
+//           d_model 64, 4 heads, ff 128, padded sequences of 16, masked mean-pool, linear head),
+//           5-way 5-shot with 5 queries per class, 4 tasks, 3 steps lr 0.1, cross-entropy.
+// A meta-step is forward, inner steps and query loss over the whole meta-batch plus the backward
+// pass into the meta-parameters; the outer optimizer and task sampling are not part of it (the
+// tasks are made once, outside the timed loop). Variants, named <workload>/<mg|torch>/<path>:
+//   mg/looped   maml_task_loss per task, backward per task (meta::Trainer's Batching::Looped);
+//   mg/batched  maml_batched_loss over the meta-batch (Batching::TaskBatched);
+//   torch/looped, torch/batched (W-sin only, bmm): the same computation written functionally.
+// Both libraries start from the same parameters and tasks. Before timing, each variant's loss is
+// checked against mg/looped's: the two metagrad paths within 1e-4 relative, LibTorch within
+// 1e-3 (another library's rounding); a mismatch is reported as the benchmark's error.
+//   OMP_NUM_THREADS=1 ./bench_meta [--benchmark_filter=W-tf]
+// Both libraries run on OMP_NUM_THREADS threads (OpenMP's default when unset).
+//
+// Peak memory: ./bench_meta --peak-memory runs every variant in a fresh process (this binary
+// re-executed with --peak-one <name>). The child builds the workload (parameters, tasks, model),
+// records VmRSS, resets VmHWM to it (/proc/self/clear_refs), runs 3 meta-steps and reports
+// VmHWM minus that baseline: the most memory the meta-steps needed on top of their inputs, first
+// use of each library's pools and caches included, measured by the kernel alike for both. For
+// metagrad it also reports the allocator's peak tensor bytes over the same steps
+// (tensor/memory_stats.h), which excludes the allocator's cache and the tape's own objects.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "bench/bench_meta/workloads.h"
+
+namespace {
+
+using mg_bench::Library;
+using mg_bench::MetaStep;
+using mg_bench::Path;
+using mg_bench::Variant;
+using mg_bench::Workload;
+
+// Built once per variant, however often Google Benchmark calls the function.
+struct Prepared {
+  std::unique_ptr<MetaStep> step;
+  std::string error;
+};
+
+// mg/looped's loss on each workload: what every other variant must reproduce. mg/looped runs
+// first and records its own; a variant filtered in without it has the reference computed here.
+std::map<Workload, double>& reference_losses() {
+  static std::map<Workload, double> losses;
+  return losses;
+}
+
+double reference_loss(Workload workload) {
+  auto& losses = reference_losses();
+  auto it = losses.find(workload);
+  if (it == losses.end()) it = losses.emplace(workload, mg_bench::make_mg_step(workload, Path::Looped)->run()).first;
+  return it->second;
+}
+
+Prepared prepare(const Variant& v) {
+  Prepared p;
+  try {
+    p.step = mg_bench::make_step(v);
+    const double loss = p.step->run();  // also the warm-up step
+    if (v.library == Library::Mg && v.path == Path::Looped) reference_losses().emplace(v.workload, loss);
+    const double reference = reference_loss(v.workload);
+    const double tolerance = v.library == Library::Mg ? 1e-4 : 1e-3;
+    if (!std::isfinite(loss) || std::abs(loss - reference) > tolerance * std::abs(reference))
+      p.error = "loss " + std::to_string(loss) + " differs from mg/looped's " + std::to_string(reference);
+  } catch (const std::exception& e) {
+    p.error = e.what();
+  }
+  return p;
+}
+
+void run_variant(benchmark::State& state, const Variant* v) {
+  static std::map<std::string, Prepared> prepared;
+  auto it = prepared.find(v->name);
+  if (it == prepared.end()) it = prepared.emplace(v->name, prepare(*v)).first;
+  if (!it->second.error.empty()) {
+    state.SkipWithError(it->second.error.c_str());
+    return;
+  }
+  MetaStep& step = *it->second.step;
+  for (auto _ : state) benchmark::DoNotOptimize(step.run());
+  state.counters["meta_it/s"] = benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void register_benchmarks() {
+  for (const Variant& v : mg_bench::variants()) {
+    auto* b =
+        benchmark::RegisterBenchmark(v.name.c_str(), run_variant, &v)->UseRealTime()->Unit(benchmark::kMillisecond);
+    // W-omni takes seconds (task-batched metagrad: over a minute) per meta-step; one timed step
+    // after the checked warm-up one keeps the binary's run within minutes.
+    if (v.workload == Workload::Omni) b->Iterations(1);
+    // W-tf takes about a second: a longer minimum than the default gives more than one step.
+    if (v.workload == Workload::Tf) b->MinTime(3.0);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--peak-memory") == 0) return mg_bench::run_peak_memory_table();
+    if (std::strcmp(argv[i], "--peak-one") == 0 && i + 1 < argc) return mg_bench::run_peak_one(argv[i + 1]);
+  }
+  const int threads = mg_bench::configure_threads();
+  benchmark::AddCustomContext("threads (metagrad and LibTorch)", std::to_string(threads));
+  register_benchmarks();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
