@@ -18,7 +18,7 @@ namespace mg {
   /* linear algebra */                                                                                \
   X(matmul)                                                                                           \
   /* normalisation */                                                                                 \
-  X(softmax) X(log_softmax)                                                                           \
+  X(softmax) X(log_softmax) X(layer_norm)                                                             \
   /* indexing */                                                                                      \
   X(index_select) X(index_add) X(gather) X(scatter_add) X(embedding)                                  \
   /* joining */                                                                                       \

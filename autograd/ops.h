@@ -96,9 +96,15 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 // NumPy semantics: 1-D operands are promoted, batch dims broadcast.
 Tensor matmul(const Tensor& a, const Tensor& b);
 
-// ---- normalisation (ops_softmax.cpp) ----
+// ---- normalisation (ops_softmax.cpp, ops_layer_norm.cpp) ----
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
+// torch.nn.functional.layer_norm: normalises over the last normalized_shape.size() dims (biased
+// variance), then scales by weight and shifts by bias, both optional (undefined) and of
+// normalized_shape. One fused kernel forward; nn::functional::layer_norm also takes per-task
+// [T, ...] parameters.
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
 
 // ---- indexing (ops_index.cpp); index tensors are int64 and never differentiated ----
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);

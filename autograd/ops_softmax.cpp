@@ -1,6 +1,9 @@
 // softmax and log_softmax: fused forward kernels whose backward formulas are written in
-// differentiable ops (so double backward through attention and cross-entropy works).
+// differentiable ops (so double backward through attention and cross-entropy works). A
+// first-order backward (nothing recorded) computes the same formula in one fused kernel; a
+// recorded one (create_graph) uses the ops, so that it can be differentiated in turn.
 #include "../tensor/kernels.h"
+#include "grad_mode.h"
 #include "ops.h"
 #include "record.h"
 
@@ -13,6 +16,7 @@ Tensor softmax(const Tensor& x, int64_t dim_in) {
   if (should_record(x))
     record(OpId::softmax, {x}, y, {y}, [dim](const BackwardArgs& g) -> TensorList {
       const Tensor& y = g.saved[0];
+      if (!GradMode::is_enabled()) return {kernels::softmax_backward(y, g.grad, dim, /*log=*/false)};
       return {y * (g.grad - sum(g.grad * y, {dim}, true))};
     });
   return y;
@@ -24,6 +28,7 @@ Tensor log_softmax(const Tensor& x, int64_t dim_in) {
   Tensor y = kernels::softmax(x, dim, /*log=*/true);
   if (should_record(x))
     record(OpId::log_softmax, {x}, y, {y}, [dim](const BackwardArgs& g) -> TensorList {
+      if (!GradMode::is_enabled()) return {kernels::softmax_backward(g.saved[0], g.grad, dim, /*log=*/true)};
       return {g.grad - exp(g.saved[0]) * sum(g.grad, {dim}, true)};
     });
   return y;

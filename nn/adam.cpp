@@ -1,10 +1,12 @@
 #include "adam.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <string>
 #include <utility>
 
 #include "../autograd/ops.h"
+#include "../tensor/kernels.h"
 
 namespace mg::nn {
 
@@ -16,6 +18,18 @@ void validate(const std::string& where, const AdamOptions& o) {
   detail::check_unit_interval(where, "beta2", o.beta2);
   detail::check_non_negative(where, "eps", o.eps);
   detail::check_non_negative(where, "weight_decay", o.weight_decay);
+}
+
+// The fused kernel takes contiguous tensors of one dtype and device; anything else (a strided
+// parameter, state loaded in another dtype) takes the composite path.
+bool fusable(const Tensor& p, const Tensor& grad, std::initializer_list<Tensor> state) {
+  if (!p.is_contiguous() || grad.shape() != p.shape() || grad.dtype() != p.dtype() || grad.device() != p.device())
+    return false;
+  for (const Tensor& t : state)
+    if (t.defined() && (!t.is_contiguous() || t.shape() != p.shape() || t.dtype() != p.dtype() ||
+                        t.device() != p.device()))
+      return false;
+  return true;
 }
 
 std::vector<ParamList> lists_of(const std::vector<AdamGroup>& groups) {
@@ -73,6 +87,24 @@ void Adam::step() {
     if (o.amsgrad && !st.buffers.contains("max_exp_avg_sq")) st.buffers.set("max_exp_avg_sq", zeros_like(p));
     st.step += 1;
 
+    const double t = static_cast<double>(st.step);
+    const double bias_correction1 = 1.0 - std::pow(o.beta1, t);
+    const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(o.beta2, t));
+    const double step_size = o.lr / bias_correction1;
+    Tensor exp_avg = st.buffers.at("exp_avg");
+    Tensor exp_avg_sq = st.buffers.at("exp_avg_sq");
+    Tensor max_sq = o.amsgrad ? st.buffers.at("max_exp_avg_sq") : Tensor();
+    if (fusable(p, grad_in, {exp_avg, exp_avg_sq, max_sq})) {
+      const double decay_factor = decoupled_ ? 1.0 - o.lr * o.weight_decay : 1.0;
+      const Backend::AdamStep args{o.beta1,   o.beta2,    o.eps,      o.weight_decay, decay_factor, bias_correction2_sqrt,
+                                   step_size, decoupled_, o.amsgrad, o.maximize};
+      kernels::adam_step(p, grad_in, exp_avg, exp_avg_sq, max_sq, args);
+      for (const Tensor* t : {&p, &exp_avg, &exp_avg_sq, &max_sq})
+        if (t->defined()) t->bump_version();
+      return;
+    }
+
+    // The same update in tensor ops, for parameters or state that are not plain contiguous.
     Tensor grad = o.maximize ? neg(grad_in) : grad_in;
     if (o.weight_decay != 0) {
       if (decoupled_) {
@@ -81,21 +113,13 @@ void Adam::step() {
         grad = grad + p * o.weight_decay;
       }
     }
-    Tensor exp_avg = st.buffers.at("exp_avg");
-    Tensor exp_avg_sq = st.buffers.at("exp_avg_sq");
     exp_avg.mul_(o.beta1);
     exp_avg.add_(grad, 1.0 - o.beta1);
     exp_avg_sq.mul_(o.beta2);
     // (value * g) * g: the order of PyTorch's addcmul_ kernel.
     exp_avg_sq.add_(grad * (1.0 - o.beta2) * grad);
-
-    const double t = static_cast<double>(st.step);
-    const double bias_correction1 = 1.0 - std::pow(o.beta1, t);
-    const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(o.beta2, t));
-    const double step_size = o.lr / bias_correction1;
     Tensor second = exp_avg_sq;
     if (o.amsgrad) {
-      Tensor max_sq = st.buffers.at("max_exp_avg_sq");
       max_sq.copy_(maximum(max_sq, exp_avg_sq));
       second = max_sq;
     }

@@ -94,13 +94,18 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   for (int64_t i = 0; i < k; ++i)
     MG_CHECK(x.size(x.dim() - k + i) == normalized_shape[i], "layer_norm: input ", describe(x),
              " does not end in normalized_shape ", shape_str(normalized_shape));
+  const Tensor w = weight.defined() ? layer_norm_affine("weight", weight, x, normalized_shape) : Tensor();
+  const Tensor b = bias.defined() ? layer_norm_affine("bias", bias, x, normalized_shape) : Tensor();
+  // The fused op, unless a parameter is per task [T, ...] (then the composite below).
+  if ((!w.defined() || w.dim() == k) && (!b.defined() || b.dim() == k))
+    return mg::layer_norm(x, normalized_shape, w, b, eps);
   std::vector<int64_t> dims;
   for (int64_t i = 0; i < k; ++i) dims.push_back(x.dim() - k + i);
   Tensor centered = x - mean(x, dims, true);
   Tensor variance = mean(centered * centered, dims, true);
   Tensor y = centered * rsqrt(variance + eps);
-  if (weight.defined()) y = y * layer_norm_affine("weight", weight, x, normalized_shape);
-  if (bias.defined()) y = y + layer_norm_affine("bias", bias, x, normalized_shape);
+  if (w.defined()) y = y * w;
+  if (b.defined()) y = y + b;
   return y;
 }
 

@@ -84,6 +84,30 @@ class Backend {
 
   // Softmax or log-softmax of x along dim into out (same shape).
   virtual void softmax(const Tensor& x, int dim, bool log, const Tensor& out) = 0;
+  // Their first-order backward from the forward's output y and the gradient g (all one shape):
+  //   softmax:     out = y * (g - sum(g * y))      log_softmax: out = g - exp(y) * sum(g)
+  // with the sums along dim.
+  virtual void softmax_backward(const Tensor& y, const Tensor& grad, int dim, bool log, const Tensor& out) = 0;
+
+  // Layer normalisation of each row of x [rows, cols] (contiguous): mean[r], rstd[r] =
+  // 1 / sqrt(biased variance + eps) (both [rows], contiguous, x's dtype) and
+  // out[r, c] = (x[r, c] - mean[r]) * rstd[r] * weight[c] + bias[c]. weight and bias are [cols],
+  // contiguous, or undefined (factor 1, offset 0).
+  virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                          const Tensor& mean, const Tensor& rstd) = 0;
+
+  // One Adam / AdamW step, in place, elementwise over param, grad, exp_avg, exp_avg_sq and (amsgrad)
+  // max_exp_avg_sq: all contiguous, same shape and dtype. The arithmetic is that of the
+  // composite update in nn/adam.cpp, operation for operation, in the tensors' dtype.
+  struct AdamStep {
+    double beta1, beta2, eps, weight_decay;
+    double decay_factor;           // AdamW: param *= decay_factor first; 1 otherwise
+    double bias_correction2_sqrt;  // sqrt(1 - beta2^t)
+    double step_size;              // lr / (1 - beta1^t)
+    bool decoupled, amsgrad, maximize;
+  };
+  virtual void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                         const Tensor& max_exp_avg_sq, const AdamStep& step) = 0;
 
   // out = x.index_select(dim, index); index is 1-D int64, already range-checked.
   virtual void index_select(const Tensor& x, int dim, const Tensor& index, const Tensor& out) = 0;

@@ -322,6 +322,79 @@ Tensor softmax(const Tensor& x, int64_t dim, bool log) {
   return out;
 }
 
+Tensor softmax_backward(const Tensor& y, const Tensor& grad, int64_t dim, bool log) {
+  const char* name = log ? "log_softmax_backward" : "softmax_backward";
+  check_defined(name, y, "output");
+  check_defined(name, grad, "grad");
+  MG_CHECK(is_floating(y.dtype()), name, ": dtype ", y.dtype(), " is not supported (needs float32 or float64)");
+  check_same_dtype(name, y, grad);
+  check_same_device(name, y, grad);
+  MG_CHECK(y.shape() == grad.shape(), name, ": grad of shape ", shape_str(grad.shape()), " does not match output ",
+           shape_str(y.shape()));
+  const int d = wrap_dim(name, dim, y.dim());
+  Tensor out = Tensor::empty(y.shape(), y.dtype(), y.device());
+  if (out.numel() > 0) backend(out).softmax_backward(at_least_1d(y), at_least_1d(grad), d, log, at_least_1d(out));
+  return out;
+}
+
+LayerNormResult layer_norm(const Tensor& x, int64_t normalized_dims, const Tensor& weight, const Tensor& bias,
+                           double eps) {
+  const char* name = "layer_norm";
+  check_defined(name, x);
+  MG_CHECK(is_floating(x.dtype()), name, ": dtype ", x.dtype(), " is not supported (needs float32 or float64)");
+  MG_CHECK(normalized_dims >= 1 && normalized_dims <= x.dim(), name, ": cannot normalise the last ", normalized_dims,
+           " dims of an input of shape ", shape_str(x.shape()));
+  MG_CHECK(eps >= 0.0, name, ": eps must be >= 0, got ", eps);
+  const Shape normalized(x.shape().end() - normalized_dims, x.shape().end());
+  for (const Tensor* p : {&weight, &bias}) {
+    if (!p->defined()) continue;
+    const char* what = p == &weight ? "weight" : "bias";
+    MG_CHECK(p->shape() == normalized, name, ": ", what, " of shape ", shape_str(p->shape()),
+             " does not match normalized shape ", shape_str(normalized), " of input ", shape_str(x.shape()));
+    check_same_dtype(name, x, *p);
+    check_same_device(name, x, *p);
+  }
+  const int64_t cols = numel_of(normalized);
+  const int64_t rows = cols == 0 ? 0 : x.numel() / cols;
+  Shape stat_shape = x.shape();
+  for (int64_t d = x.dim() - normalized_dims; d < x.dim(); ++d) stat_shape[d] = 1;
+  LayerNormResult r{Tensor::empty(x.shape(), x.dtype(), x.device()), Tensor::empty(stat_shape, x.dtype(), x.device()),
+                    Tensor::empty(stat_shape, x.dtype(), x.device())};
+  if (x.numel() == 0) return r;
+  auto flat = [](const Tensor& t, int64_t n) { return as_strided(t, {n}, {1}, t.offset()); };
+  const Tensor xc = contiguous(x);
+  backend(r.out).layer_norm(as_strided(xc, {rows, cols}, {cols, 1}, xc.offset()),
+                            weight.defined() ? flat(contiguous(weight), cols) : Tensor(),
+                            bias.defined() ? flat(contiguous(bias), cols) : Tensor(), eps,
+                            as_strided(r.out, {rows, cols}, {cols, 1}, 0), flat(r.mean, rows), flat(r.rstd, rows));
+  return r;
+}
+
+void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+               const Tensor& max_exp_avg_sq, const Backend::AdamStep& step) {
+  const char* name = "adam_step";
+  check_defined(name, param, "param");
+  check_defined(name, grad, "grad");
+  MG_CHECK(is_floating(param.dtype()), name, ": dtype ", param.dtype(), " is not supported (needs float32 or float64)");
+  std::vector<std::pair<const Tensor*, const char*>> state{{&exp_avg, "exp_avg"}, {&exp_avg_sq, "exp_avg_sq"}};
+  if (step.amsgrad) state.push_back({&max_exp_avg_sq, "max_exp_avg_sq"});
+  MG_CHECK(param.is_contiguous(), name, ": param must be contiguous, got shape ", shape_str(param.shape()));
+  for (const auto& [t, what] : state) {
+    check_defined(name, *t, what);
+    MG_CHECK(t->shape() == param.shape() && t->is_contiguous(), name, ": ", what, " of shape ", shape_str(t->shape()),
+             " must be contiguous with param's shape ", shape_str(param.shape()));
+    check_same_dtype(name, param, *t);
+    check_same_device(name, param, *t);
+  }
+  MG_CHECK(grad.shape() == param.shape(), name, ": grad of shape ", shape_str(grad.shape()),
+           " does not match param of shape ", shape_str(param.shape()));
+  check_same_dtype(name, param, grad);
+  check_same_device(name, param, grad);
+  if (param.numel() == 0) return;
+  backend(param).adam_step(param, contiguous(grad), exp_avg, exp_avg_sq, step.amsgrad ? max_exp_avg_sq : Tensor(),
+                           step);
+}
+
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   check_defined("index_select", x);
   check_index_tensor("index_select", index, x);

@@ -49,6 +49,22 @@ std::pair<Tensor, Tensor> arg_reduce(ReduceOp op, const Tensor& x, int64_t dim, 
 Tensor matmul(const Tensor& a, const Tensor& b);
 
 Tensor softmax(const Tensor& x, int64_t dim, bool log);
+// The first-order gradient of softmax (log: log_softmax) along dim at output y for gradient g.
+Tensor softmax_backward(const Tensor& y, const Tensor& grad, int64_t dim, bool log);
+
+// Layer normalisation over the last normalized_dims dims of x; weight and bias (optional: an
+// undefined tensor) have exactly those dims. Returns out (x's shape), and the per-row mean and
+// rstd = 1 / sqrt(biased variance + eps), each of x's shape with the normalised dims set to 1.
+struct LayerNormResult {
+  Tensor out, mean, rstd;
+};
+LayerNormResult layer_norm(const Tensor& x, int64_t normalized_dims, const Tensor& weight, const Tensor& bias,
+                           double eps);
+
+// One in-place Adam step on param, exp_avg, exp_avg_sq (and max_exp_avg_sq when step.amsgrad):
+// all of param's shape, dtype and device, contiguous; grad of the same shape and dtype.
+void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+               const Tensor& max_exp_avg_sq, const Backend::AdamStep& step);
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
 // Returns x with src added at rows index along dim (out of place).

@@ -313,6 +313,17 @@ std::vector<GradcheckEntry> build_table() {
   t.add(OpId::log_softmax, "strided leaf dim 0", IN(leafS(N({3, 9}, 43))), FN(log_softmax(x[0], 0)));
   t.add(OpId::log_softmax, "1-D", IN(leaf(N({5}, 43))), FN(log_softmax(x[0], -1)));
 
+  t.add(OpId::layer_norm, "[2,5] weight and bias", IN(leaf(N({2, 5}, 44)), leaf(N({5}, 45)), leaf(N({5}, 46))),
+        FN(layer_norm(x[0], {5}, x[1], x[2])));
+  t.add(OpId::layer_norm, "[2,3,4] over the last two dims, no affine", IN(leaf(N({2, 3, 4}, 44))),
+        FN(layer_norm(x[0], {3, 4})));
+  t.add(OpId::layer_norm, "transposed leaf, weight only", IN(leafT(N({4, 3}, 44)), leaf(N({4}, 45))),
+        FN(layer_norm(x[0], {4}, x[1])));
+  t.add(OpId::layer_norm, "strided leaf, bias only, eps 0.5", IN(leafS(N({3, 9}, 44)), leaf(N({4}, 46))),
+        FN(layer_norm(x[0], {4}, Tensor(), x[1], 0.5)));
+  t.add(OpId::layer_norm, "only the parameters require grad", IN(N({3, 4}, 44), leaf(N({2, 4}, 45)), leaf(N({4}, 46))),
+        FN(layer_norm(x[0], {4}, select(x[1], 0, 1), x[2])));
+
   // ---------------------------------------------------------------- indexing (repeated indices)
   t.add(OpId::index_select, "dim 0 repeated", IN(leaf(N({4, 3}, 50)), I({2, 0, 2, 3}, {4})),
         FN(index_select(x[0], 0, x[1])));

@@ -36,6 +36,11 @@ double std_of(const std::vector<double>& v) {
   return std::sqrt(s / static_cast<double>(v.size()));
 }
 
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  NoGradGuard no_grad;
+  return max_abs(a - b);
+}
+
 }  // namespace
 
 TEST_CASE("init: fans, gains and the ranges of PyTorch's initialisers") {
@@ -181,6 +186,39 @@ TEST_CASE("LayerNorm: normalises the trailing dims; init ones and zeros") {
   Tensor xs = randn64({2, 2, 3}, 13).requires_grad_();
   check_fast_weights(ln, [&](const Params& p) { return ln.forward(p, xs); });
   check_module_grads(ln, {xs}, [&](const Params& p, const TensorList& in) { return ln.forward(p, in[0]); });
+}
+
+TEST_CASE("layer_norm: the fused op matches the composite, values and first and second derivatives") {
+  for (DType dt : {kFloat32, kFloat64}) {
+    CAPTURE(dt);
+    Generator gen(21);
+    Tensor x = (randn({3, 4, 40}, dt, kCPU, &gen) * 2.0 + 1.0).requires_grad_();
+    Tensor w = randn({40}, dt, kCPU, &gen).requires_grad_();
+    Tensor b = randn({40}, dt, kCPU, &gen).requires_grad_();
+    const Tensor r = randn({3, 4, 40}, dt, kCPU, &gen);
+    Tensor centered = x - mean(x, {-1}, true);
+    Tensor composite = centered * rsqrt(mean(centered * centered, {-1}, true) + 1e-5) * w + b;
+    Tensor fused = functional::layer_norm(x, {40}, w, b, 1e-5);
+    const double tol = dt == kFloat32 ? 2e-6 : 1e-13;
+    CHECK(max_abs_diff(fused, composite) <= tol * 4);
+    // Gradients with create_graph, then a second derivative through them.
+    const TensorList gf = grad({sum(fused * r)}, {x, w, b}, {}, {.create_graph = true});
+    const TensorList gc = grad({sum(composite * r)}, {x, w, b}, {}, {.create_graph = true});
+    for (int i = 0; i < 3; ++i) CHECK(max_abs_diff(gf[i], gc[i]) <= tol * 40);
+    const TensorList hf = grad({sum(gf[0] * gf[0]) + sum(gf[1])}, {x, w}, {}, {});
+    const TensorList hc = grad({sum(gc[0] * gc[0]) + sum(gc[1])}, {x, w}, {}, {});
+    for (int i = 0; i < 2; ++i) CHECK(max_abs_diff(hf[i], hc[i]) <= tol * 400);
+  }
+  // Per-task parameters [T, 40] still work (the composite path) and agree with the fused op per task.
+  Generator gen(22);
+  Tensor x = randn({2, 5, 40}, kFloat64, kCPU, &gen);
+  Tensor w = randn({2, 40}, kFloat64, kCPU, &gen), b = randn({2, 40}, kFloat64, kCPU, &gen);
+  Tensor per_task = functional::layer_norm(x, {40}, w, b, 1e-5);
+  for (int64_t t = 0; t < 2; ++t)
+    CHECK(max_abs_diff(select(per_task, 0, t), layer_norm(select(x, 0, t), {40}, select(w, 0, t), select(b, 0, t))) <=
+          1e-12);
+  CHECK_THROWS_AS(layer_norm(x, {41}), Error);
+  CHECK_THROWS_AS(functional::layer_norm(x, {40}, ones({41}, kFloat64)), Error);
 }
 
 TEST_CASE("Dropout: identity in eval, scaled Bernoulli mask in training, reproducible") {

@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -921,6 +923,223 @@ TEST_CASE("softmax and log_softmax along any dim") {
   Tensor big = make(test_values(2000 * 64, 7), {2000, 64});
   Tensor sums = k::reduce(ReduceOp::Sum, k::softmax(big, 1, false), {1}, false);
   for (double s : sums.to_vector()) CHECK(s == doctest::Approx(1.0).epsilon(1e-12));
+}
+
+// ================================================================ vectorised float32 math
+
+namespace {
+
+// Distance in units in the last place of want (as a float); subnormal results count in units of
+// the smallest subnormal.
+double ulp_error(float got, double want) {
+  const float w = static_cast<float>(want);
+  float ulp = std::nextafter(std::abs(w), std::numeric_limits<float>::infinity()) - std::abs(w);
+  if (!(ulp > 0) || std::isinf(ulp)) ulp = std::numeric_limits<float>::denorm_min();
+  return std::abs(static_cast<double>(got) - want) / static_cast<double>(ulp);
+}
+
+}  // namespace
+
+TEST_CASE("float32 exp is within 2 ulp of std::exp over a dense sweep, special values exact") {
+  // Every 64th float in [-110, 95] (about 30M values, one kernel call: the vectorised path),
+  // plus every float in [-1, 1] at a stride of 1024.
+  std::vector<float> xs;
+  for (float x = -110.0f; x < 95.0f;) {
+    xs.push_back(x);
+    uint32_t bits = std::bit_cast<uint32_t>(x);
+    bits = x < 0 ? (bits > 0x80000040u ? bits - 64 : 0u) : bits + 64;
+    x = std::bit_cast<float>(bits);
+  }
+  for (uint32_t bits = 0; bits <= 0x3f800000u; bits += 1024) {
+    xs.push_back(std::bit_cast<float>(bits));
+    xs.push_back(-std::bit_cast<float>(bits));
+  }
+  const int64_t n = static_cast<int64_t>(xs.size());
+  Tensor x = Tensor::empty({n}, kFloat32, kCPU);
+  std::copy(xs.begin(), xs.end(), x.data_ptr<float>());
+  const Tensor y = k::unary(UnaryOp::Exp, x);
+  const float* got = y.data_ptr<float>();
+  double worst = 0.0;
+  float worst_at = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const double want = std::exp(static_cast<double>(xs[i]));
+    if (want > std::numeric_limits<float>::max()) {
+      if (static_cast<float>(want) == std::numeric_limits<float>::infinity()) CHECK(std::isinf(got[i]));
+      continue;
+    }
+    const double e = ulp_error(got[i], want);
+    if (e > worst) {
+      worst = e;
+      worst_at = xs[i];
+    }
+  }
+  CAPTURE(worst_at);
+  CHECK(worst <= 2.0);
+  const float inf = std::numeric_limits<float>::infinity();
+  Tensor special = Tensor::empty({8}, kFloat32, kCPU);
+  const float in[8] = {-inf, inf, std::nanf(""), 0.0f, -0.0f, 89.0f, -104.0f, -1e30f};
+  std::copy(in, in + 8, special.data_ptr<float>());
+  const std::vector<double> e = k::unary(UnaryOp::Exp, special).to_vector();
+  CHECK(e[0] == 0.0);
+  CHECK(e[1] == inf);
+  CHECK(std::isnan(e[2]));
+  CHECK(e[3] == 1.0);
+  CHECK(e[4] == 1.0);
+  CHECK(e[5] == inf);
+  CHECK(e[6] == 0.0);
+  CHECK(e[7] == 0.0);
+}
+
+TEST_CASE("float32 sigmoid, tanh, gelu_tanh and gelu_erf: vectorised and strided paths agree with float64") {
+  const int64_t n = 20011;  // not a multiple of any vector width
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[i] = static_cast<float>(-30.0 + 60.0 * static_cast<double>(i) / n);
+  for (UnaryOp op : {UnaryOp::Exp, UnaryOp::Sigmoid, UnaryOp::Tanh, UnaryOp::GeluTanh, UnaryOp::GeluErf}) {
+    CAPTURE(unary_op_name(op));
+    // The GELUs' tails exp(-2u(x)) and exp(-x^2 / 2) amplify the float rounding of their
+    // exponent (relative error ~ 1e-7 x^2 for negative x), in float32 whatever the formula;
+    // gelu_erf's erfc fit adds 1.2e-7.
+    const bool gelu = op == UnaryOp::GeluErf || op == UnaryOp::GeluTanh;
+    const std::vector<double> dense = k::unary(op, make(v, {n}, kFloat32)).to_vector();
+    const std::vector<double> strided = k::unary(op, strided_copy(v, {n}, kFloat32)).to_vector();
+    const std::vector<double> ref = k::unary(op, make(v, {n}, kFloat64)).to_vector();
+    for (int64_t i = 0; i < n; ++i) {
+      CAPTURE(v[i]);
+      // Relative to the float64 value, with an absolute floor for results near 0 (where the
+      // float64 reference of gelu_tanh itself cancels). The vectorised loop may use FMA.
+      const double rtol = gelu ? 5e-7 * (1.0 + v[i] * v[i]) : 3e-7;
+      CHECK(std::abs(dense[i] - ref[i]) <= rtol * std::abs(ref[i]) + 1e-14);
+      CHECK(std::abs(strided[i] - dense[i]) <= 5e-7 * std::abs(dense[i]) + 1e-37);
+    }
+  }
+}
+
+TEST_CASE("fused float32 softmax rows: lengths around the vector width, -inf, long rows") {
+  for (int64_t len : {1, 3, 15, 16, 17, 33, 1000, 5000}) {
+    CAPTURE(len);
+    const int64_t rows = 7;
+    std::vector<double> v = test_values(rows * len, static_cast<uint32_t>(len));
+    for (auto& x : v) x = static_cast<float>(x * 10.0);
+    if (len > 2) v[1] = -INFINITY;
+    const Tensor x32 = make(v, {rows, len}, kFloat32), x64 = make(v, {rows, len}, kFloat64);
+    for (bool log : {false, true}) {
+      CAPTURE(log);
+      const std::vector<double> got = k::softmax(x32, 1, log).to_vector();
+      const std::vector<double> want = k::softmax(x64, 1, log).to_vector();
+      for (size_t i = 0; i < got.size(); ++i) {
+        if (std::isinf(want[i])) {
+          CHECK(got[i] == want[i]);
+          continue;
+        }
+        CHECK(std::abs(got[i] - want[i]) <= 2e-6 * std::max(1.0, std::abs(want[i])));
+      }
+    }
+  }
+  // A row of -inf only gives NaN (0 / 0), as before; a transposed input takes the strided path.
+  CHECK(std::isnan(k::softmax(make({-INFINITY, -INFINITY}, {2}, kFloat32), 0, false).to_vector()[0]));
+  const std::vector<double> v = test_values(12, 5);
+  check_close(k::softmax(transposed(make(v, {4, 3}, kFloat32)), 1, false).to_vector(),
+              k::softmax(transposed(make(v, {4, 3})), 1, false).to_vector(), 1e-6);
+}
+
+TEST_CASE("softmax_backward against its formula, every dim, contiguous and strided, float32 and float64") {
+  const Shape shape{3, 5, 37};
+  const std::vector<double> xv = test_values(3 * 5 * 37, 12), gv = test_values(3 * 5 * 37, 13);
+  for (int dim = 0; dim < 3; ++dim) {
+    for (bool log : {false, true}) {
+      const Tensor y64 = k::softmax(make(xv, shape), dim, log), g64 = make(gv, shape);
+      // The formula in float64: y (g - sum(g y)) or g - exp(y) sum(g).
+      const Tensor s = k::reduce(ReduceOp::Sum, log ? g64 : k::binary(BinaryOp::Mul, g64, y64), {dim}, true);
+      const std::vector<double> want =
+          log ? k::binary(BinaryOp::Sub, g64, k::binary(BinaryOp::Mul, k::unary(UnaryOp::Exp, y64), s)).to_vector()
+              : k::binary(BinaryOp::Mul, y64, k::binary(BinaryOp::Sub, g64, s)).to_vector();
+      for (DType dt : {kFloat32, kFloat64}) {
+        CAPTURE(dim);
+        CAPTURE(log);
+        CAPTURE(dt);
+        const double tol = dt == kFloat32 ? 2e-6 : 1e-13;
+        const Tensor y = k::cast(y64, dt), g = k::cast(g64, dt);
+        check_close(k::softmax_backward(y, g, dim, log).to_vector(), want, tol);
+        const std::vector<double> yv = y.to_vector();
+        check_close(k::softmax_backward(strided_copy(yv, shape, dt), strided_copy(gv, shape, dt), dim, log).to_vector(),
+                    want, tol);
+      }
+    }
+  }
+  // A broadcast gradient (stride 0), as the backward of a sum gives.
+  const Tensor y = k::softmax(make(xv, shape, kFloat32), 2, true);
+  const Tensor ones_g = k::expand_to("test", make({1.0}, {}, kFloat32), shape);
+  check_close(k::softmax_backward(y, ones_g, 2, true).to_vector(),
+              k::softmax_backward(y, k::contiguous(ones_g), 2, true).to_vector(), 1e-7);
+  CHECK_ERROR(k::softmax_backward(y, zeros({3}), 0, true), "log_softmax_backward: grad of shape [3] does not match");
+  CHECK_ERROR(k::softmax_backward(y, k::cast(y, kFloat64), 0, false), "softmax_backward");
+  CHECK_ERROR(k::softmax_backward(y, y, 3, false), "softmax_backward: dim 3 is out of range");
+}
+
+TEST_CASE("layer_norm kernel against a float64 reference, with and without affine parameters") {
+  for (DType dt : {kFloat32, kFloat64}) {
+    for (int64_t cols : {1, 5, 16, 37, 300}) {
+      CAPTURE(dt);
+      CAPTURE(cols);
+      const int64_t rows = 6;
+      const std::vector<double> v = test_values(rows * cols, 3), wv = test_values(cols, 4), bv = test_values(cols, 5);
+      std::vector<double> xin = v;
+      for (auto& x : xin) x = 3.0 + 2.0 * x;
+      const Tensor x = make(xin, {2, 3, cols}, dt), w = make(wv, {cols}, dt), b = make(bv, {cols}, dt);
+      for (int affine = 0; affine < 4; ++affine) {
+        const Tensor wt = affine & 1 ? w : Tensor(), bt = affine & 2 ? b : Tensor();
+        const k::LayerNormResult r = k::layer_norm(x, 1, wt, bt, 1e-5);
+        CHECK(r.out.shape() == x.shape());
+        CHECK(r.mean.shape() == Shape{2, 3, 1});
+        const std::vector<double> out = r.out.to_vector(), mean = r.mean.to_vector(), rstd = r.rstd.to_vector();
+        const std::vector<double> xr = x.to_vector(), wr = w.to_vector(), br = b.to_vector();
+        for (int64_t row = 0; row < rows; ++row) {
+          double mu = 0, var = 0;
+          for (int64_t c = 0; c < cols; ++c) mu += xr[row * cols + c];
+          mu /= cols;
+          for (int64_t c = 0; c < cols; ++c) var += (xr[row * cols + c] - mu) * (xr[row * cols + c] - mu);
+          const double rs = 1.0 / std::sqrt(var / cols + 1e-5);
+          const double tol = dt == kFloat32 ? 2e-5 : 1e-12;
+          CHECK(mean[row] == doctest::Approx(mu).epsilon(tol));
+          CHECK(rstd[row] == doctest::Approx(rs).epsilon(tol));
+          for (int64_t c = 0; c < cols; ++c) {
+            double y = (xr[row * cols + c] - mu) * rs;
+            if (affine & 1) y *= wr[c];
+            if (affine & 2) y += br[c];
+            CHECK(std::abs(out[row * cols + c] - y) <= tol * std::max(1.0, std::abs(y)));
+          }
+        }
+      }
+    }
+  }
+  // Normalising the last two dims; a transposed input is made contiguous first.
+  const std::vector<double> v = test_values(24, 8);
+  const k::LayerNormResult two = k::layer_norm(make(v, {2, 3, 4}), 2, Tensor(), Tensor(), 0.0);
+  CHECK(two.mean.shape() == Shape{2, 1, 1});
+  const k::LayerNormResult t = k::layer_norm(transposed(make(v, {6, 4})), 1, Tensor(), Tensor(), 1e-5);
+  const k::LayerNormResult c = k::layer_norm(k::contiguous(transposed(make(v, {6, 4}))), 1, Tensor(), Tensor(), 1e-5);
+  CHECK(t.out.to_vector() == c.out.to_vector());
+  CHECK(k::layer_norm(zeros({0, 4}), 1, Tensor(), Tensor(), 1e-5).out.shape() == Shape{0, 4});
+  CHECK_ERROR(k::layer_norm(zeros({3}, kInt64), 1, Tensor(), Tensor(), 1e-5), "layer_norm: dtype int64");
+  CHECK_ERROR(k::layer_norm(zeros({3}), 2, Tensor(), Tensor(), 1e-5), "layer_norm: cannot normalise the last 2 dims");
+  CHECK_ERROR(k::layer_norm(zeros({2, 3}), 1, zeros({2}), Tensor(), 1e-5),
+              "layer_norm: weight of shape [2] does not match normalized shape [3]");
+  CHECK_ERROR(k::layer_norm(zeros({2, 3}), 1, Tensor(), zeros({3}, kFloat64), 1e-5), "layer_norm");
+  CHECK_ERROR(k::layer_norm(zeros({2, 3}), 1, Tensor(), Tensor(), -1.0), "layer_norm: eps must be >= 0");
+}
+
+TEST_CASE("adam_step kernel errors") {
+  const Tensor p = zeros({3}), g = zeros({3});
+  const Backend::AdamStep step{0.9, 0.999, 1e-8, 0.0, 1.0, 1.0, 1e-3, false, true, false};
+  CHECK_ERROR(k::adam_step(p, g, zeros({3}), zeros({3}), Tensor(), step), "adam_step: max_exp_avg_sq");
+  CHECK_ERROR(k::adam_step(p, zeros({4}), zeros({3}), zeros({3}), zeros({3}), step),
+              "adam_step: grad of shape [4] does not match param of shape [3]");
+  CHECK_ERROR(k::adam_step(p, g, zeros({3}, kFloat64), zeros({3}), zeros({3}), step), "adam_step");
+  CHECK_ERROR(k::adam_step(transposed(zeros({2, 3})), zeros({3, 2}), zeros({3, 2}), zeros({3, 2}), zeros({3, 2}), step),
+              "adam_step: param must be contiguous");
+  CHECK_ERROR(k::adam_step(zeros({3}, kInt64), zeros({3}, kInt64), zeros({3}, kInt64), zeros({3}, kInt64), Tensor(),
+                           Backend::AdamStep{0.9, 0.999, 1e-8, 0.0, 1.0, 1.0, 1e-3, false, false, false}),
+              "adam_step: dtype int64 is not supported");
 }
 
 // ================================================================ indexing

@@ -1,4 +1,13 @@
-// Memory-bound kernels (elementwise, softmax) against a plain memcpy stream, part of bench_kernels.
+// Memory-bound kernels against a plain memcpy stream, part of bench_kernels: elementwise
+// (add, mul, exp, GELU), softmax and log-softmax, fused layer norm, cross-entropy forward and
+// backward, the fused Adam step, and (for scale) multi-head attention forward and backward.
+// Every memory-bound row reports "GB/s" counting the bytes the operation must move at least
+// (each input read once, each output written once; write-allocate reads are not counted), so
+// its ratio to copy_f32_16M/memcpy in the same run is the fraction of stream bandwidth reached.
+//
+// Each benchmark makes one untimed call first: a fresh 64 MiB output block costs a page fault
+// per 4 KiB on first touch, which the caching allocator (tensor/cpu/cpu_allocator.cpp) avoids
+// in steady state by handing the same block back on the next call.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -11,24 +20,26 @@ namespace {
 
 using mg::Tensor;
 
-// ---- Memory-bound: elementwise add, stream copy, softmax ----------------------------------
-
 constexpr int64_t kStreamN = int64_t{16} << 20;  // 16M floats = 64 MiB per array
+constexpr int64_t kRows = 4096, kCols = 1024;    // softmax, layer norm, cross-entropy
 
-void BM_mg_add(benchmark::State& state) {
-  mg::NoGradGuard no_grad;
-  mg::Generator gen(2);
-  const Tensor a = mg::randn({kStreamN}, mg::kFloat32, mg::kCPU, &gen);
-  const Tensor b = mg::randn({kStreamN}, mg::kFloat32, mg::kCPU, &gen);
-  for (auto _ : state) {
-    Tensor c = mg::add(a, b);
-    benchmark::DoNotOptimize(c);
-  }
-  // Read a, read b, write c (the write-allocate read of c is not counted).
-  state.counters["GB/s"] = benchmark::Counter(3.0 * 4.0 * static_cast<double>(kStreamN) * 1e-9,
-                                              benchmark::Counter::kIsIterationInvariantRate);
+benchmark::Counter bytes_per_second(double bytes) {
+  return benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_mg_add)->Name("add_f32_16M/mg")->UseRealTime();
+
+// Runs op once untimed (first touch of its outputs), then times it.
+template <typename Op>
+void timed(benchmark::State& state, Op op) {
+  benchmark::DoNotOptimize(op());
+  for (auto _ : state) benchmark::DoNotOptimize(op());
+}
+
+Tensor randn32(const mg::Shape& shape, uint64_t seed) {
+  mg::Generator gen(seed);
+  return mg::randn(shape, mg::kFloat32, mg::kCPU, &gen);
+}
+
+// ---- reference: stream copy -------------------------------------------------------------
 
 void BM_memcpy_stream(benchmark::State& state) {
   std::vector<float> src(static_cast<size_t>(kStreamN), 1.0f), dst(static_cast<size_t>(kStreamN), 0.0f);
@@ -37,25 +48,120 @@ void BM_memcpy_stream(benchmark::State& state) {
     benchmark::DoNotOptimize(dst.data());
     benchmark::ClobberMemory();
   }
-  // Read src, write dst.
-  state.counters["GB/s"] = benchmark::Counter(2.0 * 4.0 * static_cast<double>(kStreamN) * 1e-9,
-                                              benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] = bytes_per_second(2.0 * 4.0 * kStreamN);  // read src, write dst
 }
 BENCHMARK(BM_memcpy_stream)->Name("copy_f32_16M/memcpy")->UseRealTime();
 
+// ---- elementwise --------------------------------------------------------------------------
+
+void BM_mg_add(benchmark::State& state) {
+  mg::NoGradGuard no_grad;
+  const Tensor a = randn32({kStreamN}, 2), b = randn32({kStreamN}, 3);
+  timed(state, [&] { return mg::add(a, b); });
+  state.counters["GB/s"] = bytes_per_second(3.0 * 4.0 * kStreamN);  // read a, b; write c
+}
+BENCHMARK(BM_mg_add)->Name("add_f32_16M/mg")->UseRealTime();
+
+void BM_mg_mul(benchmark::State& state) {
+  mg::NoGradGuard no_grad;
+  const Tensor a = randn32({kStreamN}, 2), b = randn32({kStreamN}, 3);
+  timed(state, [&] { return mg::mul(a, b); });
+  state.counters["GB/s"] = bytes_per_second(3.0 * 4.0 * kStreamN);
+}
+BENCHMARK(BM_mg_mul)->Name("mul_f32_16M/mg")->UseRealTime();
+
+void BM_mg_exp(benchmark::State& state) {
+  mg::NoGradGuard no_grad;
+  const Tensor a = randn32({kStreamN}, 4);
+  timed(state, [&] { return mg::exp(a); });
+  state.counters["GB/s"] = bytes_per_second(2.0 * 4.0 * kStreamN);
+}
+BENCHMARK(BM_mg_exp)->Name("exp_f32_16M/mg")->UseRealTime();
+
+void BM_mg_gelu(benchmark::State& state) {
+  mg::NoGradGuard no_grad;
+  const Tensor a = randn32({kStreamN}, 5);
+  const auto approximate = state.range(0) == 1 ? mg::GeluApproximation::Tanh : mg::GeluApproximation::None;
+  timed(state, [&] { return mg::gelu(a, approximate); });
+  state.counters["GB/s"] = bytes_per_second(2.0 * 4.0 * kStreamN);
+}
+BENCHMARK(BM_mg_gelu)->Name("gelu_tanh_f32_16M/mg")->Arg(1)->UseRealTime();
+BENCHMARK(BM_mg_gelu)->Name("gelu_erf_f32_16M/mg")->Arg(0)->UseRealTime();
+
+// ---- row-wise normalisation ---------------------------------------------------------------
+
 void BM_mg_softmax(benchmark::State& state) {
   mg::NoGradGuard no_grad;
-  mg::Generator gen(3);
-  const int64_t rows = 4096, cols = 1024;
-  const Tensor x = mg::randn({rows, cols}, mg::kFloat32, mg::kCPU, &gen);
-  for (auto _ : state) {
-    Tensor y = mg::softmax(x, 1);
-    benchmark::DoNotOptimize(y);
-  }
-  // Read x, write y.
-  state.counters["GB/s"] = benchmark::Counter(2.0 * 4.0 * static_cast<double>(rows * cols) * 1e-9,
-                                              benchmark::Counter::kIsIterationInvariantRate);
+  const Tensor x = randn32({kRows, kCols}, 6);
+  const bool log = state.range(0) == 1;
+  timed(state, [&] { return log ? mg::log_softmax(x, 1) : mg::softmax(x, 1); });
+  state.counters["GB/s"] = bytes_per_second(2.0 * 4.0 * kRows * kCols);  // read x, write y
 }
-BENCHMARK(BM_mg_softmax)->Name("softmax_f32_4096x1024/mg")->UseRealTime();
+BENCHMARK(BM_mg_softmax)->Name("softmax_f32_4096x1024/mg")->Arg(0)->UseRealTime();
+BENCHMARK(BM_mg_softmax)->Name("log_softmax_f32_4096x1024/mg")->Arg(1)->UseRealTime();
+
+void BM_mg_layer_norm(benchmark::State& state) {
+  mg::NoGradGuard no_grad;
+  const Tensor x = randn32({kRows, kCols}, 7), w = randn32({kCols}, 8), b = randn32({kCols}, 9);
+  timed(state, [&] { return mg::nn::functional::layer_norm(x, {kCols}, w, b, 1e-5); });
+  state.counters["GB/s"] = bytes_per_second(2.0 * 4.0 * kRows * kCols);  // read x, write y
+}
+BENCHMARK(BM_mg_layer_norm)->Name("layer_norm_f32_4096x1024_affine/mg")->UseRealTime();
+
+// Mean cross-entropy of class-index targets and its gradient with respect to the logits.
+// Bytes: the forward reads the logits, the backward reads them (or the saved log-probabilities)
+// and writes the gradient: 3 x 4 bytes per logit.
+void BM_mg_cross_entropy(benchmark::State& state) {
+  Tensor x = randn32({kRows, kCols}, 10).requires_grad_();
+  mg::Generator gen(11);
+  const Tensor target = mg::randint(0, kCols, {kRows}, mg::kCPU, &gen);
+  timed(state, [&] {
+    const Tensor loss = mg::nn::cross_entropy(x, target);
+    return mg::grad({loss}, {x})[0];
+  });
+  state.counters["GB/s"] = bytes_per_second(3.0 * 4.0 * kRows * kCols);
+}
+BENCHMARK(BM_mg_cross_entropy)->Name("cross_entropy_fwd_bwd_f32_4096x1024/mg")->UseRealTime();
+
+// ---- optimizer ----------------------------------------------------------------------------
+
+// Adam on 16M parameters: reads param, grad, exp_avg, exp_avg_sq; writes param, exp_avg,
+// exp_avg_sq: 7 x 4 bytes per parameter.
+void BM_mg_adam(benchmark::State& state) {
+  Tensor p = randn32({kStreamN}, 12).requires_grad_();
+  p.set_grad(randn32({kStreamN}, 13));
+  mg::nn::Adam opt({p}, {.lr = 1e-3});
+  opt.step();  // creates the moment buffers (first touch)
+  for (auto _ : state) {
+    opt.step();
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] = bytes_per_second(7.0 * 4.0 * kStreamN);
+}
+BENCHMARK(BM_mg_adam)->Name("adam_step_f32_16M/mg")->UseRealTime();
+
+// ---- attention (compute-bound, for scale) -------------------------------------------------
+
+// Self-attention of x [32, 128, 256] with 4 heads, forward and backward to x and the weights.
+// FLOPs: projections 2BLE(3E) + 2BLE^2, scores and weighted sum 2 x 2BL^2E, backward twice the
+// forward.
+void BM_mg_attention(benchmark::State& state) {
+  const int64_t B = 32, L = 128, E = 256, H = 4;
+  mg::Generator gen(14);
+  mg::nn::MultiheadAttention mha(E, H, 0.0, true, &gen);
+  Tensor x = randn32({B, L, E}, 15).requires_grad_();
+  std::vector<Tensor> inputs = mha.parameters();
+  inputs.push_back(x);
+  timed(state, [&] {
+    const Tensor y = mha(x);
+    return mg::grad({mg::sum(y)}, inputs);
+  });
+  const double forward = 2.0 * B * L * E * 3 * E + 2.0 * B * L * E * E + 2.0 * 2.0 * B * L * L * E;
+  state.counters["GFLOP/s"] = benchmark::Counter(3.0 * forward * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_mg_attention)
+    ->Name("attention_fwd_bwd_f32_b32_l128_e256_h4/mg")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace

@@ -44,6 +44,17 @@ class CpuBackend final : public Backend {
   }
   void matmul(const Tensor& a, const Tensor& b, const Tensor& out) override { cpu::matmul(a, b, out); }
   void softmax(const Tensor& x, int dim, bool log, const Tensor& out) override { cpu::softmax(x, dim, log, out); }
+  void softmax_backward(const Tensor& y, const Tensor& grad, int dim, bool log, const Tensor& out) override {
+    cpu::softmax_backward(y, grad, dim, log, out);
+  }
+  void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                  const Tensor& mean, const Tensor& rstd) override {
+    cpu::layer_norm(x, weight, bias, eps, out, mean, rstd);
+  }
+  void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                 const Tensor& max_exp_avg_sq, const AdamStep& step) override {
+    cpu::adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step);
+  }
   void index_select(const Tensor& x, int dim, const Tensor& index, const Tensor& out) override {
     cpu::index_select(x, dim, index, out);
   }

@@ -9,6 +9,7 @@
 #include "convert.h"
 #include "cpu_kernels.h"
 #include "strided_loop.h"
+#include "vec_math.h"
 
 namespace mg::cpu {
 namespace {
@@ -84,6 +85,22 @@ constexpr bool integer_unary(UnaryOp op) {
   return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign || op == UnaryOp::Square;
 }
 
+// float32 ops with a vectorised form in vec_math.h. Strided runs use its scalar form, so a
+// value does not depend on the layout it came in.
+constexpr bool has_vec_f32(UnaryOp op) {
+  return op == UnaryOp::Exp || op == UnaryOp::Sigmoid || op == UnaryOp::Tanh || op == UnaryOp::GeluTanh ||
+         op == UnaryOp::GeluErf;
+}
+
+template <UnaryOp Op>
+void unary_dense_f32(const float* x, float* y, int64_t n) {
+  if constexpr (Op == UnaryOp::Exp) vec::exp_f32(x, y, n);
+  if constexpr (Op == UnaryOp::Sigmoid) vec::sigmoid_f32(x, y, n);
+  if constexpr (Op == UnaryOp::Tanh) vec::tanh_f32(x, y, n);
+  if constexpr (Op == UnaryOp::GeluTanh) vec::gelu_tanh_f32(x, y, n);
+  if constexpr (Op == UnaryOp::GeluErf) vec::gelu_erf_f32(x, y, n);
+}
+
 template <UnaryOp Op, typename T>
 inline T unary_fn(T x) {
   if constexpr (std::is_integral_v<T>) {
@@ -93,6 +110,13 @@ inline T unary_fn(T x) {
     if constexpr (Op == UnaryOp::Abs) return x < 0 ? static_cast<T>(uint64_t{0} - u) : x;
     if constexpr (Op == UnaryOp::Sign) return static_cast<T>((x > 0) - (x < 0));
     if constexpr (Op == UnaryOp::Square) return static_cast<T>(u * u);
+    return x;
+  } else if constexpr (std::is_same_v<T, float> && has_vec_f32(Op)) {
+    if constexpr (Op == UnaryOp::Exp) return vec::exp_f32(x);
+    if constexpr (Op == UnaryOp::Sigmoid) return vec::sigmoid_f32(x);
+    if constexpr (Op == UnaryOp::Tanh) return vec::tanh_f32(x);
+    if constexpr (Op == UnaryOp::GeluTanh) return vec::gelu_tanh_f32(x);
+    if constexpr (Op == UnaryOp::GeluErf) return vec::gelu_erf_f32(x);
     return x;
   } else {
     if constexpr (Op == UnaryOp::Neg) return -x;
@@ -135,7 +159,11 @@ void unary_typed(const Tensor& x, const Tensor& out) {
       if (s[0] == sizeof(T) && s[1] == sizeof(T)) {
         T* o = at<T>(p[0], 0);
         const T* a = at<T>(p[1], 0);
-        for (int64_t i = 0; i < n; ++i) o[i] = unary_fn<Op>(a[i]);
+        if constexpr (std::is_same_v<T, float> && has_vec_f32(Op)) {
+          unary_dense_f32<Op>(a, o, n);
+        } else {
+          for (int64_t i = 0; i < n; ++i) o[i] = unary_fn<Op>(a[i]);
+        }
       } else {
         for (int64_t i = 0; i < n; ++i) *at<T>(p[0], i * s[0]) = unary_fn<Op>(*at<T>(p[1], i * s[1]));
       }

@@ -29,6 +29,15 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
 
 // cpu_softmax.cpp
 void softmax(const Tensor& x, int dim, bool log, const Tensor& out);
+void softmax_backward(const Tensor& y, const Tensor& grad, int dim, bool log, const Tensor& out);
+
+// cpu_layer_norm.cpp
+void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                const Tensor& mean, const Tensor& rstd);
+
+// cpu_adam.cpp
+void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+               const Tensor& max_exp_avg_sq, const Backend::AdamStep& step);
 
 // cpu_index.cpp
 void index_select(const Tensor& x, int dim, const Tensor& index, const Tensor& out);

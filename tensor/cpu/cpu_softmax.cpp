@@ -1,15 +1,78 @@
 // Numerically stable softmax and log-softmax along any dim: subtract the row max before exp.
 //   softmax:     out = exp(x - max) / sum(exp(x - max))
 //   log_softmax: out = x - max - log(sum(exp(x - max)))
-// Parallel over rows (all positions of the other dims); the sum accumulates in double.
+// Parallel over rows (all positions of the other dims). A float32 row that is contiguous along
+// dim (the common case: the last dim) goes through one fused, vectorised pass structure: max,
+// exp-and-sum, scale; a row is in cache after the first, so memory sees one read and one write.
+// Other rows (float64, strided dims) take the scalar loop, summing in double. The first-order
+// backward (softmax_backward) is fused the same way: one sum pass and one write pass per row.
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "cpu_kernels.h"
+#include "simd.h"
 #include "strided_loop.h"
+#include "vec_math.h"
 
 namespace mg::cpu {
 namespace {
+
+// Helpers are always inlined: a call out of a cloned loop would run baseline code.
+// Lane sums go to double every this many elements, so long rows keep float32 rounding per block.
+constexpr int64_t kSumBlock = 4096;
+
+[[gnu::always_inline]] inline float row_max(const float* x, int64_t n) {
+  using namespace vec;
+  vf16 lanes = splat16(-std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + kVecWidth <= n; i += kVecWidth) lanes = max16(load16(x + i), lanes);
+  float m = hmax16(lanes);
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+// sum(exp(x - shift)), storing the terms in y when y is not null.
+[[gnu::always_inline]] inline double exp_sum(const float* x, float shift, float* y, int64_t n) {
+  using namespace vec;
+  double total = 0.0;
+  int64_t i = 0;
+  while (i + kVecWidth <= n) {
+    const int64_t stop = std::min(n, i + kSumBlock);
+    vf16 lanes{};
+    for (; i + kVecWidth <= stop; i += kVecWidth) {
+      const vf16 e = exp16(load16(x + i) - shift);
+      if (y != nullptr) store16(y + i, e);
+      lanes += e;
+    }
+    total += hsum16(lanes);
+  }
+  for (; i < n; ++i) {
+    const float e = vec::exp_f32(x[i] - shift);
+    if (y != nullptr) y[i] = e;
+    total += static_cast<double>(e);
+  }
+  return total;
+}
+
+// rows rows of len elements, row r at x + r * ldx and y + r * ldy.
+MG_VECTORIZE void softmax_rows_f32(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t len,
+                                   bool log) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* in = x + r * ldx;
+    float* out = y + r * ldy;
+    float max = row_max(in, len);
+    if (std::isinf(max) && max < 0) max = 0.0f;  // all -inf: avoid (-inf) - (-inf)
+    if (log) {
+      const float shift = max + static_cast<float>(std::log(exp_sum(in, max, nullptr, len)));
+      for (int64_t i = 0; i < len; ++i) out[i] = in[i] - shift;
+    } else {
+      const float scale = static_cast<float>(1.0 / exp_sum(in, max, out, len));
+      for (int64_t i = 0; i < len; ++i) out[i] *= scale;
+    }
+  }
+}
 
 template <typename T>
 void softmax_typed(const Tensor& x, int dim, bool log, const Tensor& out) {
@@ -25,9 +88,17 @@ void softmax_typed(const Tensor& x, int dim, bool log, const Tensor& out) {
   const auto rows = make_plan<2>(rows_shape, {&rows_out, &rows_x}, {e, e});
   const int64_t len = x.shape()[dim];
   const int64_t sx = x.strides()[dim], so = out.strides()[dim];
+  const bool fused = std::is_same_v<T, float> && (sx == 1 || len == 1) && (so == 1 || len == 1);
   parallel_for(rows.numel, 4 * len, [&](int64_t begin, int64_t end) {
     run_range(rows, {bytes(out), bytes(x)}, begin, end,
               [&](std::array<char*, 2> p, const std::array<int64_t, 2>& s, int64_t n) {
+                if constexpr (std::is_same_v<T, float>) {
+                  if (fused && s[0] % e == 0 && s[1] % e == 0) {
+                    softmax_rows_f32(reinterpret_cast<const float*>(p[1]), s[1] / e, reinterpret_cast<float*>(p[0]),
+                                     s[0] / e, n, len, log);
+                    return;
+                  }
+                }
                 for (int64_t r = 0; r < n; ++r) {
                   const T* in = reinterpret_cast<const T*>(p[1] + r * s[1]);
                   T* o = reinterpret_cast<T*>(p[0] + r * s[0]);
@@ -53,7 +124,97 @@ void softmax_typed(const Tensor& x, int dim, bool log, const Tensor& out) {
   });
 }
 
+// sum(a) (b null) or sum(a * b) over n contiguous floats.
+[[gnu::always_inline]] inline double dot_or_sum(const float* a, const float* b, int64_t n) {
+  using namespace vec;
+  double total = 0.0;
+  int64_t i = 0;
+  while (i + kVecWidth <= n) {
+    const int64_t stop = std::min(n, i + kSumBlock);
+    vf16 lanes{};
+    for (; i + kVecWidth <= stop; i += kVecWidth) lanes += b != nullptr ? load16(a + i) * load16(b + i) : load16(a + i);
+    total += hsum16(lanes);
+  }
+  for (; i < n; ++i) total += static_cast<double>(b != nullptr ? a[i] * b[i] : a[i]);
+  return total;
+}
+
+MG_VECTORIZE void softmax_backward_rows_f32(const float* y, int64_t ldy, const float* g, int64_t ldg, float* out,
+                                            int64_t ldo, int64_t rows, int64_t len, bool log) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* yr = y + r * ldy;
+    const float* gr = g + r * ldg;
+    float* o = out + r * ldo;
+    if (log) {
+      const float s = static_cast<float>(dot_or_sum(gr, nullptr, len));
+      for (int64_t i = 0; i < len; ++i) o[i] = gr[i] - vec::exp_f32(yr[i]) * s;
+    } else {
+      const float s = static_cast<float>(dot_or_sum(gr, yr, len));
+      for (int64_t i = 0; i < len; ++i) o[i] = yr[i] * (gr[i] - s);
+    }
+  }
+}
+
+template <typename T>
+T exp_of(T x) {
+  if constexpr (std::is_same_v<T, float>)
+    return vec::exp_f32(x);
+  else
+    return std::exp(x);
+}
+
+template <typename T>
+void softmax_backward_typed(const Tensor& y, const Tensor& grad, int dim, bool log, const Tensor& out) {
+  constexpr int64_t e = sizeof(T);
+  Shape rows_shape;
+  Strides rows_y, rows_g, rows_out;
+  for (int d = 0; d < static_cast<int>(y.dim()); ++d) {
+    if (d == dim) continue;
+    rows_shape.push_back(y.shape()[d]);
+    rows_y.push_back(y.strides()[d]);
+    rows_g.push_back(grad.strides()[d]);
+    rows_out.push_back(out.strides()[d]);
+  }
+  const auto rows = make_plan<3>(rows_shape, {&rows_out, &rows_y, &rows_g}, {e, e, e});
+  const int64_t len = y.shape()[dim];
+  const int64_t sy = y.strides()[dim], sg = grad.strides()[dim], so = out.strides()[dim];
+  const bool fused = std::is_same_v<T, float> && len > 0 && (len == 1 || (sy == 1 && sg == 1 && so == 1));
+  parallel_for(rows.numel, 4 * len, [&](int64_t begin, int64_t end) {
+    run_range(rows, {bytes(out), bytes(y), bytes(grad)}, begin, end,
+              [&](std::array<char*, 3> p, const std::array<int64_t, 3>& s, int64_t n) {
+                if constexpr (std::is_same_v<T, float>) {
+                  if (fused && s[0] % e == 0 && s[1] % e == 0 && s[2] % e == 0) {
+                    softmax_backward_rows_f32(reinterpret_cast<const float*>(p[1]), s[1] / e,
+                                              reinterpret_cast<const float*>(p[2]), s[2] / e,
+                                              reinterpret_cast<float*>(p[0]), s[0] / e, n, len, log);
+                    return;
+                  }
+                }
+                for (int64_t r = 0; r < n; ++r) {
+                  const T* yr = reinterpret_cast<const T*>(p[1] + r * s[1]);
+                  const T* gr = reinterpret_cast<const T*>(p[2] + r * s[2]);
+                  T* o = reinterpret_cast<T*>(p[0] + r * s[0]);
+                  double sum = 0.0;
+                  if (log) {
+                    for (int64_t i = 0; i < len; ++i) sum += static_cast<double>(gr[i * sg]);
+                    const T st = static_cast<T>(sum);
+                    for (int64_t i = 0; i < len; ++i) o[i * so] = gr[i * sg] - exp_of(yr[i * sy]) * st;
+                  } else {
+                    for (int64_t i = 0; i < len; ++i) sum += static_cast<double>(gr[i * sg] * yr[i * sy]);
+                    const T st = static_cast<T>(sum);
+                    for (int64_t i = 0; i < len; ++i) o[i * so] = yr[i * sy] * (gr[i * sg] - st);
+                  }
+                }
+              });
+  });
+}
+
 }  // namespace
+
+void softmax_backward(const Tensor& y, const Tensor& grad, int dim, bool log, const Tensor& out) {
+  dispatch_floating(y.dtype(), log ? "log_softmax_backward" : "softmax_backward",
+                    [&]<typename T>() { softmax_backward_typed<T>(y, grad, dim, log, out); });
+}
 
 void softmax(const Tensor& x, int dim, bool log, const Tensor& out) {
   dispatch_floating(x.dtype(), log ? "log_softmax" : "softmax",
