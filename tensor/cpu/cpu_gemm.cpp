@@ -173,7 +173,8 @@ void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, i
 
 #ifdef _OPENMP
   if (threads > 1) {
-#pragma omp parallel num_threads(static_cast <int>(threads))
+    const int team = static_cast<int>(threads);
+#pragma omp parallel num_threads(team)
     {
       const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
       run(items * t / nt, items * (t + 1) / nt);

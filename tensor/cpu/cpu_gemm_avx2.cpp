@@ -1,7 +1,7 @@
 // AVX2 + FMA GEMM micro-kernels: 6 x 2 ymm accumulators, 2 loads of B and one broadcast of A per
 // k step, 15 of the 16 ymm registers. Edge tiles run an instantiation with fewer rows; partial
-// columns go through a small local tile (AVX2 has no cheap masked stores for doubles and floats
-// alike).
+// columns go through a small local tile, which only edge tiles pay for (AVX2 has no mask
+// registers, and B is always packed and zero-padded here).
 #include "cpu_gemm_kernels.h"
 #include "cpu_gemm_pack.h"
 

@@ -161,7 +161,9 @@ struct Tile {
   }
 };
 
-// Tile and block sizes: see the measurements in bench/bench_kernels/gemm.cpp.
+// Sized on a Zen 5 core (48 KiB L1d, 1 MiB L2) and safe for 32 KiB L1s: a kc = 256 deep B panel
+// (32 KiB) stays in L1 while mc x kc of A (336 KiB float, 336 KiB double) streams from L2.
+// Measured: kc 384 and mc 168..504 within noise of these, kc 192 slower.
 constexpr int64_t kMrF32 = 14, kNrF32 = 32;
 constexpr int64_t kMrF64 = 14, kNrF64 = 16;
 
