@@ -1,150 +1,225 @@
 // Batched GEMM: out[b] = a[b] @ b[b] with a [B,M,K], b [B,K,N] of any strides (a transposed
 // operand is a stride swap, a broadcast batch has stride 0) and out [B,M,N] contiguous.
 //
-// The classic blocked scheme (Goto / BLIS), kept portable and readable:
-//   for each (batch, block of kMC rows)                      <- parallel over these
-//     for each block of kNC columns, for each block of kKC of the K dim
-//       pack B[kc, nc] into strips of kNR columns  (k-major: strip[k][0..kNR))
-//       pack A[mc, kc] into strips of kMR rows     (k-major: strip[k][0..kMR))
-//       for every (row strip, column strip): micro-kernel, a kMR x kNR register tile
-//       accumulated over the kc block and added into out.
-// Packing turns any input strides into unit-stride streams and pads edges with zeros, so the
-// micro-kernel has constant trip counts the compiler unrolls and vectorises. A later issue
-// replaces the micro-kernel with AVX-512/AVX2 intrinsics chosen at run time; the blocking
-// stays.
-#include <algorithm>
-#include <cstring>
-#include <vector>
+// The Goto / BLIS scheme; the instruction-set specific micro-kernels and their block sizes come
+// from a table picked at run time (cpu_gemm_kernels.h):
+//   work item = (batch, block of nc columns, chunk of rows)         <- threads split these
+//     for each kc block of the K dim: pack B[kc, nc] into nr-column panels (L3, reused below)
+//       for each mc block of the rows: pack A[mc, kc] into mr-row panels (L2)
+//         for each B panel (L1), for each A panel: one mr x nr register tile,
+//         stored on the first kc block and added on the others (no memset of out).
+// Packing turns any strides into unit-stride, zero-padded streams, so transposes cost no copy.
+#include "cpu_gemm.h"
 
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <type_traits>
+
+#include "cpu_gemm_kernels.h"
 #include "cpu_kernels.h"
-#include "parallel.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace mg::cpu {
 namespace {
 
-// Register tile sizes, sized for the baseline x86-64 ISA (16 SSE registers: a 4x8 float tile
-// is 8 accumulators + 2 for B + 1 broadcast of A). Wider ISAs get their own micro-kernels later.
-template <typename T>
-struct Tiles;
-template <>
-struct Tiles<float> {
-  static constexpr int64_t kMR = 4, kNR = 8;
-};
-template <>
-struct Tiles<double> {
-  static constexpr int64_t kMR = 4, kNR = 4;
+// Below this many flops a GEMM stays on the calling thread: waking the pool costs microseconds
+// on an idle machine and up to a scheduler time slice (milliseconds) on a busy one, where a
+// 128^3 product (4 MFLOP) went from 20 us on one thread to 14 ms on two.
+constexpr double kParallelFlops = 8e6;
+
+// Kernels that can read B in place do so when it has unit-stride columns and is small enough to
+// stay in L2 across the tiles: packing it would cost about as much as the product itself.
+constexpr int64_t kDirectBBytes = 128 << 10;
+
+const GemmKernels* kernels_named(std::string_view name) {
+  if (name == "avx512") return gemm_kernels_avx512();
+  if (name == "avx2") return gemm_kernels_avx2();
+  if (name == "generic") return gemm_kernels_generic();
+  return nullptr;
+}
+
+const GemmKernels* best_kernels() {
+  if (const GemmKernels* k = gemm_kernels_avx512()) return k;
+  if (const GemmKernels* k = gemm_kernels_avx2()) return k;
+  return gemm_kernels_generic();
+}
+
+std::atomic<const GemmKernels*>& current_kernels() {
+  static std::atomic<const GemmKernels*> current{[] {
+    const char* env = std::getenv("MG_GEMM_KERNEL");
+    const GemmKernels* forced = env ? kernels_named(env) : nullptr;
+    return forced ? forced : best_kernels();
+  }()};
+  return current;
+}
+
+// A per-thread, 64-byte aligned packing buffer that only grows: no allocation per call.
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { release(); }
+
+  template <typename T>
+  T* get(int64_t count) {
+    const size_t bytes = static_cast<size_t>(count) * sizeof(T);
+    if (bytes > bytes_) {
+      release();
+      data_ = ::operator new (bytes, std::align_val_t{64});
+      bytes_ = bytes;
+    }
+    return static_cast<T*>(data_);
+  }
+
+ private:
+  void release() {
+    if (data_) ::operator delete (data_, std::align_val_t{64});
+    data_ = nullptr;
+    bytes_ = 0;
+  }
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
 };
 
-constexpr int64_t kMC = 64;   // rows of A per work item
-constexpr int64_t kKC = 256;  // depth of one packed panel
-constexpr int64_t kNC = 512;  // columns of B per packed panel
+thread_local Scratch t_pack_a, t_pack_b;
 
 struct Operand {
   const char* base;
   int64_t sb, sr, sc;  // element strides of batch, row, column
 };
 
-// Packs rows [r0, r0 + rows) x depth [k0, k0 + kc) of A into kMR-row strips, k-major, zero-padded.
-template <typename T>
-void pack_a(const T* a, int64_t sr, int64_t sk, int64_t rows, int64_t kc, T* dst) {
-  constexpr int64_t MR = Tiles<T>::kMR;
-  for (int64_t i0 = 0; i0 < rows; i0 += MR) {
-    const int64_t mr = std::min(MR, rows - i0);
-    for (int64_t k = 0; k < kc; ++k) {
-      for (int64_t i = 0; i < mr; ++i) dst[k * MR + i] = a[(i0 + i) * sr + k * sk];
-      for (int64_t i = mr; i < MR; ++i) dst[k * MR + i] = T(0);
-    }
-    dst += MR * kc;
-  }
-}
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Packs depth [k0, k0 + kc) x columns [j0, j0 + cols) of B into kNR-column strips, k-major.
-template <typename T>
-void pack_b(const T* b, int64_t sk, int64_t sn, int64_t kc, int64_t cols, T* dst) {
-  constexpr int64_t NR = Tiles<T>::kNR;
-  for (int64_t j0 = 0; j0 < cols; j0 += NR) {
-    const int64_t nr = std::min(NR, cols - j0);
-    for (int64_t k = 0; k < kc; ++k) {
-      const T* row = b + k * sk + j0 * sn;
-      T* d = dst + k * NR;
-      if (sn == 1) {
-        for (int64_t j = 0; j < nr; ++j) d[j] = row[j];
-      } else {
-        for (int64_t j = 0; j < nr; ++j) d[j] = row[j * sn];
-      }
-      for (int64_t j = nr; j < NR; ++j) d[j] = T(0);
-    }
-    dst += NR * kc;
-  }
-}
-
-// c[0..mr) x [0..nr) (row stride ldc) += packed A strip (kc x MR) times packed B strip (kc x NR).
-template <typename T>
-void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T* c, int64_t ldc, int64_t mr,
-                  int64_t nr) {
-  constexpr int64_t MR = Tiles<T>::kMR, NR = Tiles<T>::kNR;
-  T acc[MR][NR] = {};
-  for (int64_t k = 0; k < kc; ++k) {
-    const T* b = bp + k * NR;
-    const T* a = ap + k * MR;
-    for (int64_t i = 0; i < MR; ++i)
-      for (int64_t j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
-  }
-  for (int64_t i = 0; i < mr; ++i)
-    for (int64_t j = 0; j < nr; ++j) c[i * ldc + j] += acc[i][j];
+// Splits extent into equal blocks of at most max_block, rounded up to a multiple of unit, so the
+// last block is not a sliver.
+int64_t even_block(int64_t extent, int64_t max_block, int64_t unit) {
+  const int64_t block = ceil_div(extent, ceil_div(extent, max_block));
+  return std::min(ceil_div(block, unit) * unit, std::max(max_block, unit));
 }
 
 template <typename T>
-void gemm(const Operand& A, const Operand& B, T* out, int64_t batch, int64_t m, int64_t n, int64_t k) {
-  constexpr int64_t MR = Tiles<T>::kMR, NR = Tiles<T>::kNR;
-  const int64_t row_blocks = (m + kMC - 1) / kMC;
-  const int64_t cost = std::min(m, kMC) * n * k;  // multiply-adds per work item
-  parallel_for(batch * row_blocks, cost, [&](int64_t begin, int64_t end) {
-    // Per-thread packing buffers, reused across calls.
-    thread_local std::vector<T> abuf, bbuf;
-    abuf.resize(static_cast<size_t>(((kMC + MR - 1) / MR) * MR * kKC));
-    bbuf.resize(static_cast<size_t>(((kNC + NR - 1) / NR) * NR * kKC));
+void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, int64_t batch, int64_t m, int64_t n,
+          int64_t k) {
+  const int64_t MR = kr.mr, NR = kr.nr;
+  const int64_t KC = even_block(k, kr.kc, 1);
+  const int64_t MC = even_block(m, kr.mc, MR);
+  const int64_t NC = even_block(n, kr.nc, NR);
+  const int64_t col_blocks = ceil_div(n, NC);
+  const int64_t row_tiles = ceil_div(m, MR);
+
+  int64_t threads = 1;
+#ifdef _OPENMP
+  const double flops =
+      2.0 * static_cast<double>(batch) * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  if (flops >= kParallelFlops && !omp_in_parallel()) threads = omp_get_max_threads();
+#endif
+  // Rows are split too when (batch x column blocks) alone would leave a thread idle or unbalanced.
+  const int64_t outer = batch * col_blocks;
+  const int64_t row_chunks =
+      threads > 1 && outer % threads != 0 && outer < 4 * threads ? std::min(threads, row_tiles) : 1;
+  const int64_t items = outer * row_chunks;
+  threads = std::min(threads, items);
+
+  const bool direct_b = kr.direct_b && B.sc == 1 && k * n * static_cast<int64_t>(sizeof(T)) <= kDirectBBytes;
+
+  auto run = [&](int64_t begin, int64_t end) {
+    T* bbuf = direct_b ? nullptr : t_pack_b.get<T>(KC * ceil_div(NC, NR) * NR);
+    T* abuf = t_pack_a.get<T>(KC * ceil_div(MC, MR) * MR);
+    // A broadcast B (batch stride 0) is packed once for all the batches it serves.
+    const T* packed_src = nullptr;
+    int64_t packed_kc = 0, packed_nc = 0;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t bi = item / row_blocks;
-      const int64_t i0 = (item % row_blocks) * kMC;
-      const int64_t mc = std::min(kMC, m - i0);
-      const T* a = reinterpret_cast<const T*>(A.base) + bi * A.sb + i0 * A.sr;
+      const int64_t chunk = item % row_chunks;
+      const int64_t jb = (item / row_chunks) % col_blocks;
+      const int64_t bi = item / (row_chunks * col_blocks);
+      const int64_t r0 = row_tiles * chunk / row_chunks * MR;
+      const int64_t r1 = std::min(m, row_tiles * (chunk + 1) / row_chunks * MR);
+      const int64_t j0 = jb * NC;
+      const int64_t nc = std::min(NC, n - j0);
+      const T* a = reinterpret_cast<const T*>(A.base) + bi * A.sb;
       const T* b = reinterpret_cast<const T*>(B.base) + bi * B.sb;
-      T* c = out + (bi * m + i0) * n;
-      std::memset(c, 0, static_cast<size_t>(mc * n) * sizeof(T));
-      for (int64_t j0 = 0; j0 < n; j0 += kNC) {
-        const int64_t nc = std::min(kNC, n - j0);
-        for (int64_t p0 = 0; p0 < k; p0 += kKC) {
-          const int64_t kc = std::min(kKC, k - p0);
-          pack_b(b + p0 * B.sr + j0 * B.sc, B.sr, B.sc, kc, nc, bbuf.data());
-          pack_a(a + p0 * A.sc, A.sr, A.sc, mc, kc, abuf.data());
+      T* c = out + bi * m * n;
+      for (int64_t p0 = 0; p0 < k; p0 += KC) {
+        const int64_t kc = std::min(KC, k - p0);
+        const T* bsrc = b + p0 * B.sr + j0 * B.sc;
+        if (!direct_b && (bsrc != packed_src || kc != packed_kc || nc != packed_nc)) {
+          kr.pack_b(bsrc, B.sr, B.sc, kc, nc, bbuf);
+          packed_src = bsrc;
+          packed_kc = kc;
+          packed_nc = nc;
+        }
+        for (int64_t i0 = r0; i0 < r1; i0 += MC) {
+          const int64_t mc = std::min(MC, r1 - i0);
+          kr.pack_a(a + i0 * A.sr + p0 * A.sc, A.sr, A.sc, mc, kc, abuf);
+          const int64_t ldb = direct_b ? B.sr : NR;
           for (int64_t jr = 0; jr < nc; jr += NR) {
-            const T* bp = bbuf.data() + (jr / NR) * NR * kc;
-            for (int64_t ir = 0; ir < mc; ir += MR) {
-              const T* ap = abuf.data() + (ir / MR) * MR * kc;
-              micro_kernel(kc, ap, bp, c + ir * n + j0 + jr, n, std::min(MR, mc - ir), std::min(NR, nc - jr));
-            }
+            const T* bp = direct_b ? bsrc + jr : bbuf + jr * kc;
+            T* cj = c + i0 * n + j0 + jr;
+            const int64_t nr = std::min(NR, nc - jr);
+            for (int64_t ir = 0; ir < mc; ir += MR)
+              kr.tile(kc, abuf + ir * kc, bp, ldb, cj + ir * n, n, std::min(MR, mc - ir), nr, p0 > 0);
           }
         }
       }
     }
-  });
+  };
+
+#ifdef _OPENMP
+  if (threads > 1) {
+    const int team = static_cast<int>(threads);
+#pragma omp parallel num_threads(team)
+    {
+      const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      run(items * t / nt, items * (t + 1) / nt);
+    }
+    return;
+  }
+#endif
+  run(0, items);
 }
 
 }  // namespace
+
+const char* gemm_kernel_name() { return current_kernels().load(std::memory_order_relaxed)->name; }
+
+bool set_gemm_kernel(std::string_view name) {
+  const GemmKernels* k = kernels_named(name);
+  if (!k) return false;
+  current_kernels().store(k, std::memory_order_relaxed);
+  return true;
+}
+
+std::vector<std::string> gemm_kernels_supported() {
+  std::vector<std::string> names;
+  for (const GemmKernels* k : {gemm_kernels_avx512(), gemm_kernels_avx2(), gemm_kernels_generic()})
+    if (k) names.emplace_back(k->name);
+  return names;
+}
 
 void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
   const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
   if (batch * m * n == 0) return;
   const Operand A{bytes(a), a.strides()[0], a.strides()[1], a.strides()[2]};
   const Operand B{bytes(b), b.strides()[0], b.strides()[1], b.strides()[2]};
+  const GemmKernels& kernels = *current_kernels().load(std::memory_order_relaxed);
   dispatch_floating(out.dtype(), "matmul", [&]<typename T>() {
     T* c = out.data_ptr<T>();
     if (k == 0) {
       std::memset(c, 0, static_cast<size_t>(batch * m * n) * sizeof(T));
       return;
     }
-    gemm<T>(A, B, c, batch, m, n, k);
+    if constexpr (std::is_same_v<T, float>) {
+      gemm<T>(kernels.f32, A, B, c, batch, m, n, k);
+    } else {
+      gemm<T>(kernels.f64, A, B, c, batch, m, n, k);
+    }
   });
 }
 

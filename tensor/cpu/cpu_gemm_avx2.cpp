@@ -1,0 +1,134 @@
+// AVX2 + FMA GEMM micro-kernels: 6 x 2 ymm accumulators, 2 loads of B and one broadcast of A per
+// k step, 15 of the 16 ymm registers. Edge tiles run an instantiation with fewer rows; partial
+// columns go through a small local tile, which only edge tiles pay for (AVX2 has no mask
+// registers, and B is always packed and zero-padded here).
+#include "cpu_gemm_kernels.h"
+#include "cpu_gemm_pack.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#include <array>
+#include <utility>
+
+#define MG_AVX2 __attribute__((target("avx2,fma")))
+
+namespace mg::cpu {
+namespace {
+
+template <typename T>
+struct Vec;
+
+template <>
+struct Vec<float> {
+  using Reg = __m256;
+  static constexpr int64_t kWidth = 8;
+  MG_AVX2 static Reg zero() { return _mm256_setzero_ps(); }
+  MG_AVX2 static Reg load(const float* p) { return _mm256_load_ps(p); }
+  MG_AVX2 static Reg loadu(const float* p) { return _mm256_loadu_ps(p); }
+  MG_AVX2 static Reg broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  MG_AVX2 static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+  MG_AVX2 static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
+  MG_AVX2 static void storeu(float* p, Reg v) { _mm256_storeu_ps(p, v); }
+};
+
+template <>
+struct Vec<double> {
+  using Reg = __m256d;
+  static constexpr int64_t kWidth = 4;
+  MG_AVX2 static Reg zero() { return _mm256_setzero_pd(); }
+  MG_AVX2 static Reg load(const double* p) { return _mm256_load_pd(p); }
+  MG_AVX2 static Reg loadu(const double* p) { return _mm256_loadu_pd(p); }
+  MG_AVX2 static Reg broadcast(const double* p) { return _mm256_broadcast_sd(p); }
+  MG_AVX2 static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_pd(a, b, c); }
+  MG_AVX2 static Reg add(Reg a, Reg b) { return _mm256_add_pd(a, b); }
+  MG_AVX2 static void storeu(double* p, Reg v) { _mm256_storeu_pd(p, v); }
+};
+
+template <typename T, int64_t MR, int64_t NR, int64_t M>
+MG_AVX2 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t nr,
+                       bool accumulate) {
+  using V = Vec<T>;
+  constexpr int64_t NV = NR / V::kWidth;
+  typename V::Reg acc[M][NV];
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < M; ++i)
+#pragma GCC unroll 4
+    for (int64_t j = 0; j < NV; ++j) acc[i][j] = V::zero();
+
+  for (int64_t k = 0; k < kc; ++k, a += MR, b += ldb) {
+    typename V::Reg bv[NV];
+#pragma GCC unroll 4
+    for (int64_t j = 0; j < NV; ++j) bv[j] = V::load(b + j * V::kWidth);
+#pragma GCC unroll 8
+    for (int64_t i = 0; i < M; ++i) {
+      const typename V::Reg av = V::broadcast(a + i);
+#pragma GCC unroll 4
+      for (int64_t j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+    }
+  }
+
+  if (nr == NR) {
+#pragma GCC unroll 8
+    for (int64_t i = 0; i < M; ++i) {
+      T* ci = c + i * ldc;
+#pragma GCC unroll 4
+      for (int64_t j = 0; j < NV; ++j) {
+        T* p = ci + j * V::kWidth;
+        V::storeu(p, accumulate ? V::add(V::loadu(p), acc[i][j]) : acc[i][j]);
+      }
+    }
+    return;
+  }
+  alignas(32) T part[M][NR];
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < M; ++i)
+#pragma GCC unroll 4
+    for (int64_t j = 0; j < NV; ++j) V::storeu(&part[i][j * V::kWidth], acc[i][j]);
+  for (int64_t i = 0; i < M; ++i) {
+    T* ci = c + i * ldc;
+    if (accumulate) {
+      for (int64_t j = 0; j < nr; ++j) ci[j] += part[i][j];
+    } else {
+      for (int64_t j = 0; j < nr; ++j) ci[j] = part[i][j];
+    }
+  }
+}
+
+template <typename T, int64_t MR, int64_t NR>
+struct Tile {
+  using Fn = void (*)(int64_t, const T*, const T*, int64_t, T*, int64_t, int64_t, bool);
+  template <size_t... I>
+  static constexpr std::array<Fn, MR> table(std::index_sequence<I...>) {
+    return {&tile_rows<T, MR, NR, static_cast<int64_t>(I) + 1>...};
+  }
+  static constexpr std::array<Fn, MR> kByRows = table(std::make_index_sequence<MR>{});
+
+  static void run(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t mr, int64_t nr,
+                  bool accumulate) {
+    kByRows[static_cast<size_t>(mr - 1)](kc, a, b, ldb, c, ldc, nr, accumulate);
+  }
+};
+
+const GemmKernels kAvx2{
+    "avx2",
+    {6, 16, 6 * 32, 256, 4096, &Tile<float, 6, 16>::run, false, &pack_a_panels_f32_avx<6>, &pack_b_panels<float, 16>},
+    {6, 8, 6 * 16, 256, 2048, &Tile<double, 6, 8>::run, false, &pack_a_panels<double, 6>, &pack_b_panels<double, 8>},
+};
+
+}  // namespace
+
+const GemmKernels* gemm_kernels_avx2() {
+  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return supported ? &kAvx2 : nullptr;
+}
+
+}  // namespace mg::cpu
+
+#else
+
+namespace mg::cpu {
+const GemmKernels* gemm_kernels_avx2() { return nullptr; }
+}  // namespace mg::cpu
+
+#endif

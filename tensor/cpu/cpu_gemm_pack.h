@@ -1,0 +1,127 @@
+#pragma once
+// Packing for the GEMM micro-kernels: any input strides become the unit-stride, k-major, zero
+// padded panels the kernels stream through, so a transposed operand costs no copy of its own.
+// Templates on the panel width so each kernel set instantiates loops with constant trip counts;
+// unit-stride rows or columns take copy loops the compiler vectorises.
+#include <algorithm>
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace mg::cpu {
+
+// rows x depth of A (row stride rs, depth stride ks) into MR-row panels: panel[k][0..MR).
+template <typename T, int64_t MR>
+void pack_a_panels(const T* a, int64_t rs, int64_t ks, int64_t rows, int64_t depth, T* dst) {
+  for (int64_t i0 = 0; i0 < rows; i0 += MR, a += MR * rs, dst += MR * depth) {
+    const int64_t mr = std::min(MR, rows - i0);
+    if (mr == MR && rs == 1) {
+      for (int64_t k = 0; k < depth; ++k)
+        for (int64_t i = 0; i < MR; ++i) dst[k * MR + i] = a[k * ks + i];
+    } else if (ks == 1) {
+      // Row-major A: a transpose. Reading whole rows keeps the loads sequential; the scattered
+      // stores stay inside one panel, which fits in L1.
+      for (int64_t i = 0; i < mr; ++i) {
+        const T* row = a + i * rs;
+        for (int64_t k = 0; k < depth; ++k) dst[k * MR + i] = row[k];
+      }
+      for (int64_t i = mr; i < MR; ++i)
+        for (int64_t k = 0; k < depth; ++k) dst[k * MR + i] = T(0);
+    } else {
+      for (int64_t k = 0; k < depth; ++k) {
+        for (int64_t i = 0; i < mr; ++i) dst[k * MR + i] = a[i * rs + k * ks];
+        for (int64_t i = mr; i < MR; ++i) dst[k * MR + i] = T(0);
+      }
+    }
+  }
+}
+
+// depth x cols of B (depth stride ks, column stride cs) into NR-column panels: panel[k][0..NR).
+template <typename T, int64_t NR>
+void pack_b_panels(const T* b, int64_t ks, int64_t cs, int64_t depth, int64_t cols, T* dst) {
+  for (int64_t j0 = 0; j0 < cols; j0 += NR, b += NR * cs, dst += NR * depth) {
+    const int64_t nr = std::min(NR, cols - j0);
+    if (nr == NR && cs == 1) {
+      for (int64_t k = 0; k < depth; ++k)
+        for (int64_t j = 0; j < NR; ++j) dst[k * NR + j] = b[k * ks + j];
+    } else if (nr == NR && ks == 1) {
+      for (int64_t j = 0; j < NR; ++j) {
+        const T* col = b + j * cs;
+        for (int64_t k = 0; k < depth; ++k) dst[k * NR + j] = col[k];
+      }
+    } else {
+      for (int64_t k = 0; k < depth; ++k) {
+        for (int64_t j = 0; j < nr; ++j) dst[k * NR + j] = b[k * ks + j * cs];
+        for (int64_t j = nr; j < NR; ++j) dst[k * NR + j] = T(0);
+      }
+    }
+  }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+// Row-major float A (unit depth stride) is the common case and a transpose; the scalar loop
+// above moves about one element per cycle, which small products (10 x 40 tasks) notice. Here
+// 8 rows x 8 depths at a time go through an 8x8 register transpose; AVX2, so both the AVX2
+// and the AVX-512 kernel sets use it.
+__attribute__((target("avx2"))) inline void transpose8x8(__m256 (&r)[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+template <int64_t MR>
+__attribute__((target("avx2"))) void pack_a_rows_avx(const float* a, int64_t rs, int64_t rows, int64_t depth,
+                                                     float* dst) {
+  for (int64_t i0 = 0; i0 < rows; i0 += MR, a += MR * rs, dst += MR * depth) {
+    const int64_t mr = std::min(MR, rows - i0);
+    for (int64_t g = 0; g < MR; g += 8) {  // 8 panel rows at a time, fewer at the panel's end
+      const int64_t width = std::min<int64_t>(8, MR - g);
+      const int64_t valid = std::clamp<int64_t>(mr - g, 0, width);
+      const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(width)), lanes);
+      const float* ag = a + g * rs;
+      float* dg = dst + g;
+      int64_t k = 0;
+      for (; k + 8 <= depth; k += 8) {
+        __m256 r[8];
+        for (int64_t q = 0; q < 8; ++q) r[q] = q < valid ? _mm256_loadu_ps(ag + q * rs + k) : _mm256_setzero_ps();
+        transpose8x8(r);
+        if (width == 8) {
+          for (int64_t q = 0; q < 8; ++q) _mm256_storeu_ps(dg + (k + q) * MR, r[q]);
+        } else {
+          for (int64_t q = 0; q < 8; ++q) _mm256_maskstore_ps(dg + (k + q) * MR, mask, r[q]);
+        }
+      }
+      for (; k < depth; ++k)
+        for (int64_t q = 0; q < width; ++q) dg[k * MR + q] = q < valid ? ag[q * rs + k] : 0.0f;
+    }
+  }
+}
+
+// pack_a_panels with the transpose above for row-major float A.
+template <int64_t MR>
+void pack_a_panels_f32_avx(const float* a, int64_t rs, int64_t ks, int64_t rows, int64_t depth, float* dst) {
+  if (ks == 1 && rs != 1) {
+    pack_a_rows_avx<MR>(a, rs, rows, depth, dst);
+  } else {
+    pack_a_panels<float, MR>(a, rs, ks, rows, depth, dst);
+  }
+}
+#endif
+
+}  // namespace mg::cpu

@@ -1,0 +1,172 @@
+// Tests of the CPU GEMM behind matmul, for every micro-kernel set this CPU supports: odd shapes
+// around the register tiles and cache blocks, float32 and float64, transposed, sliced and
+// broadcast operands, k = 0, and the same bits from 1 and 2 threads.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../tensor/cpu/cpu_gemm.h"
+#include "../tensor/creation.h"
+#include "../tensor/kernels.h"
+#include "../tensor/tensor.h"
+#include "../tensor/threads.h"
+
+using namespace mg;
+
+namespace {
+
+// Restores the process-wide kernel choice and thread count when a test case ends.
+struct GemmStateGuard {
+  std::string kernel = cpu::gemm_kernel_name();
+  int threads = num_threads();
+  ~GemmStateGuard() {
+    cpu::set_gemm_kernel(kernel);
+    set_num_threads(threads);
+  }
+};
+
+Tensor random(const Shape& shape, DType dtype, uint64_t seed) {
+  Generator gen(seed);
+  return randn(shape, dtype, kCPU, &gen);
+}
+
+// a [B,M,K] or [M,K], b [B,K,N] or [K,N] (any strides); checks matmul against a loop that
+// accumulates in double, with a tolerance relative to sum_k |a||b| of each element.
+void check_matmul(const Tensor& a, const Tensor& b) {
+  const Tensor out = kernels::matmul(a, b);
+  const bool batched = a.dim() == 3 || b.dim() == 3;
+  const int64_t batch = a.dim() == 3 ? a.size(0) : (b.dim() == 3 ? b.size(0) : 1);
+  const int64_t m = a.size(a.dim() - 2), k = a.size(a.dim() - 1), n = b.size(b.dim() - 1);
+  REQUIRE(out.dim() == (batched ? 3 : 2));
+  const std::vector<double> av = a.values_as_double(), bv = b.values_as_double(), ov = out.values_as_double();
+  const int64_t a_batch = a.dim() == 3 ? m * k : 0, b_batch = b.dim() == 3 ? k * n : 0;
+  const double eps =
+      a.dtype() == kFloat32 ? std::numeric_limits<float>::epsilon() : std::numeric_limits<double>::epsilon();
+  // Raw pointers: this loop dominates the test's time in a Debug build with checked operator[].
+  const double* ap = av.data();
+  const double* bp = bv.data();
+  const double* op = ov.data();
+  int64_t bad = 0;
+  for (int64_t bi = 0; bi < batch; ++bi)
+    for (int64_t i = 0; i < m; ++i) {
+      const double* arow = ap + bi * a_batch + i * k;
+      for (int64_t j = 0; j < n; ++j) {
+        const double* bcol = bp + bi * b_batch + j;
+        double sum = 0, mag = 0;
+        for (int64_t p = 0; p < k; ++p) {
+          const double xy = arow[p] * bcol[p * n];
+          sum += xy;
+          mag += xy < 0 ? -xy : xy;
+        }
+        const double got = op[(bi * m + i) * n + j];
+        if (!(std::abs(got - sum) <= static_cast<double>(k + 4) * eps * mag)) ++bad;
+      }
+    }
+  CHECK_MESSAGE(bad == 0, cpu::gemm_kernel_name(), " ", a.dtype(), " a ", shape_str(a.shape()), " b ",
+                shape_str(b.shape()), ": ", bad, " wrong elements");
+}
+
+// Runs body once per kernel set this CPU supports.
+template <typename Body>
+void for_each_kernel(Body&& body) {
+  GemmStateGuard guard;
+  for (const std::string& name : cpu::gemm_kernels_supported()) {
+    REQUIRE(cpu::set_gemm_kernel(name));
+    CHECK(std::string(cpu::gemm_kernel_name()) == name);
+    body();
+  }
+}
+
+const int64_t kSizes[] = {1, 2, 3, 7, 13, 31, 33, 64, 65, 100, 257};
+constexpr int64_t kNumSizes = sizeof(kSizes) / sizeof(kSizes[0]);
+
+}  // namespace
+
+TEST_CASE("gemm kernel selection") {
+  GemmStateGuard guard;
+  const std::vector<std::string> names = cpu::gemm_kernels_supported();
+  REQUIRE(!names.empty());
+  CHECK(names.back() == "generic");
+  CHECK_FALSE(cpu::set_gemm_kernel("no-such-kernel"));
+  CHECK(std::find(names.begin(), names.end(), std::string(cpu::gemm_kernel_name())) != names.end());
+}
+
+TEST_CASE("gemm shapes around the register tiles, plain and transposed") {
+  for_each_kernel([] {
+    for (DType dtype : {kFloat32, kFloat64}) {
+      uint64_t seed = 1;
+      for (int64_t i = 0; i < kNumSizes; ++i)
+        for (int64_t j = 0; j < kNumSizes; ++j) {
+          const int64_t m = kSizes[i], n = kSizes[j], k = kSizes[(3 * i + 5 * j + 1) % kNumSizes];
+          if (m * n * k > 400000) continue;
+          const int mode = static_cast<int>((i + 2 * j) % 4);  // bit 0: a transposed, bit 1: b transposed
+          const Tensor a = mode & 1 ? random({k, m}, dtype, seed++).transpose(0, 1) : random({m, k}, dtype, seed++);
+          const Tensor b = mode & 2 ? random({n, k}, dtype, seed++).transpose(0, 1) : random({k, n}, dtype, seed++);
+          check_matmul(a, b);
+        }
+    }
+  });
+}
+
+TEST_CASE("gemm batched, broadcast and sliced operands") {
+  for_each_kernel([] {
+    for (DType dtype : {kFloat32, kFloat64}) {
+      // Separate batches, a batch-broadcast B (stride 0) through matmul's broadcasting and an
+      // explicit expand, and the meta-learning shapes (a 1-row input, the backward's transposes).
+      check_matmul(random({5, 13, 33}, dtype, 1), random({5, 33, 31}, dtype, 2));
+      check_matmul(random({25, 10, 40}, dtype, 3), random({40, 40}, dtype, 4));
+      check_matmul(random({4, 7, 65}, dtype, 5), random({65, 3}, dtype, 6).unsqueeze(0).expand({4, 65, 3}));
+      check_matmul(random({13, 9}, dtype, 7).unsqueeze(0).expand({3, 13, 9}), random({3, 9, 17}, dtype, 8));
+      check_matmul(random({10, 1}, dtype, 9), random({1, 40}, dtype, 10));
+      check_matmul(random({10, 40}, dtype, 11).transpose(0, 1), random({10, 40}, dtype, 12));
+      check_matmul(random({10, 40}, dtype, 13), random({40, 40}, dtype, 14).transpose(0, 1));
+      check_matmul(random({25, 40, 10}, dtype, 15).transpose(1, 2), random({25, 40, 40}, dtype, 16));
+      // Row and column slices: neither operand has unit strides matching its shape.
+      const Tensor big_a = random({40, 70}, dtype, 17), big_b = random({80, 50}, dtype, 18);
+      check_matmul(big_a.narrow(0, 3, 33).narrow(1, 5, 60), big_b.narrow(0, 7, 60).narrow(1, 2, 37));
+      check_matmul(big_b.narrow(0, 1, 45).narrow(1, 4, 30).transpose(0, 1), big_b.narrow(0, 2, 45));
+      check_matmul(big_a.slice(1, 0, 70, 2), random({35, 19}, dtype, 19));
+    }
+  });
+}
+
+TEST_CASE("gemm with k = 0 writes zeros") {
+  for_each_kernel([] {
+    for (DType dtype : {kFloat32, kFloat64}) {
+      const Tensor out = kernels::matmul(random({3, 5, 0}, dtype, 1), random({3, 0, 4}, dtype, 2));
+      CHECK(out.shape() == Shape{3, 5, 4});
+      for (double v : out.values_as_double()) CHECK(v == 0.0);
+    }
+  });
+}
+
+TEST_CASE("gemm across the cache blocks") {
+  // Rows past one mc block and depth past one kc block, then columns past one nc block, for
+  // every kernel set; one larger product crossing all three with the default kernel set.
+  for_each_kernel([] {
+    check_matmul(random({350, 260}, kFloat32, 1), random({260, 40}, kFloat32, 2));
+    check_matmul(random({260, 200}, kFloat64, 3).transpose(0, 1), random({260, 20}, kFloat64, 4));
+    check_matmul(random({9, 70}, kFloat32, 5), random({70, 4200}, kFloat32, 6));
+    check_matmul(random({5, 70}, kFloat64, 7), random({2100, 70}, kFloat64, 8).transpose(0, 1));
+  });
+  check_matmul(random({340, 520}, kFloat32, 9), random({520, 300}, kFloat32, 10));
+}
+
+TEST_CASE("gemm gives the same bits on 1 and 2 threads") {
+  for_each_kernel([] {
+    for (DType dtype : {kFloat32, kFloat64}) {
+      const Tensor a = random({3, 150, 120}, dtype, 1), b = random({3, 120, 170}, dtype, 2);
+      const Tensor a2 = random({250, 90}, dtype, 3), b2 = random({90, 260}, dtype, 4);
+      set_num_threads(1);
+      const std::vector<double> one = kernels::matmul(a, b).values_as_double();
+      const std::vector<double> one2 = kernels::matmul(a2, b2).values_as_double();
+      set_num_threads(2);
+      CHECK(kernels::matmul(a, b).values_as_double() == one);
+      CHECK(kernels::matmul(a2, b2).values_as_double() == one2);
+    }
+  });
+}
