@@ -64,7 +64,10 @@ std::vector<FlagSpec> train_flags() {
       {"eval-tasks", "validation tasks per evaluation (default 100)", false, "N"},
       {"test-tasks", "held-out test tasks evaluated at the end (default 600)", false, "N"},
       {"eval-steps", "inner-step counts of the final test (default: sinusoid 1,10; else --inner-steps)", false, "LIST"},
-      {"task-batched", "MAML family: run each meta-batch as one batched computation (per-task weights)", true},
+      {"task-batched", "MAML family: run each meta-batch as one batched computation (per-task weights); the "
+                       "default for models without convolutions",
+       true},
+      {"tasks-looped", "run the tasks of a meta-batch one after another (the default for convolutional models)", true},
       {"inner-optimizer", "sgd | momentum | adam: the differentiable inner-loop update (default sgd)", false, "NAME"},
       {"per-step-lr", "MAML++: learn one inner learning rate per parameter tensor and step", true},
       {"multi-step-loss", "MAML++: query loss after every inner step, annealed to the last over N iterations", false,
@@ -154,7 +157,11 @@ int train_command(const std::vector<std::string>& args) {
   config.eval_tasks = a.integer("eval-tasks", 100, 1);
   config.seed = spec.seed;
   config.loss = spec.task == TaskKind::Sinusoid ? meta::LossKind::Mse : meta::LossKind::CrossEntropy;
+  // The trainer batches the tasks where that is faster (MAML family, no convolutions) unless told.
+  config.batching = meta::Batching::Auto;
+  MG_CHECK(!(a.flag("task-batched") && a.flag("tasks-looped")), "--task-batched and --tasks-looped contradict each other");
   if (a.flag("task-batched")) config.batching = meta::Batching::TaskBatched;
+  if (a.flag("tasks-looped")) config.batching = meta::Batching::Looped;
   config.checkpoint_inner = a.flag("checkpoint-inner");
   config.per_step_lrs = a.flag("per-step-lr");
   config.multi_step_anneal = a.integer("multi-step-loss", 0, 0);

@@ -112,6 +112,7 @@ TEST_SUITE("app") {
     check_failure(run("train --task sinusoid --model conv4"), "--task sinusoid needs --model mlp");
     check_failure(run("train --task omniglot"), "--task omniglot needs --data PATH");
     check_failure(run("train stray"), "unexpected argument 'stray'");
+    check_failure(run("train --task-batched --tasks-looped"), "--task-batched and --tasks-looped contradict");
     check_failure(run("eval"), "--checkpoint FILE is required");
     const Result help = run("train --help");
     CHECK(help.status == 0);

@@ -11,8 +11,11 @@
 
 namespace mg::cpu {
 
-// Below this much work (roughly: elements touched) an op runs on the calling thread.
-inline constexpr int64_t kParallelThreshold = 32768;
+// Below this much work (roughly: elements touched) an op runs on the calling thread. Waking the
+// other threads and joining them costs microseconds (more on a busy or virtualised machine), as
+// much as a memory-bound pass over ~100K floats: per-task weights of a task-batched MLP ([25,40,40])
+// ran slower on 2 threads than on 1 with a threshold of 32K.
+inline constexpr int64_t kParallelThreshold = int64_t{1} << 18;
 
 // Calls fn(begin, end) on disjoint chunks covering [0, n). cost_per_item estimates the work of
 // one item (in elements) so that the decision to go parallel depends on the total work.
