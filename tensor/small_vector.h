@@ -218,7 +218,8 @@ class SmallVector {
       data_ = inline_;
       capacity_ = N;
       size_ = other.size_;
-      if (size_ > 0) std::memcpy(inline_, other.inline_, size_ * sizeof(T));
+      // min(): lets the compiler see the copy stays inside inline_ (-Warray-bounds at -O1).
+      if (size_ > 0) std::memcpy(inline_, other.inline_, std::min(size_, N) * sizeof(T));
       other.size_ = 0;
     }
   }

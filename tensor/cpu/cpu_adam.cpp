@@ -9,7 +9,9 @@
 #include "cpu_kernels.h"
 #include "parallel.h"
 
-#if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__)) && \
+// g++ only: clang (14) does not multiversion function templates, so there the loops are
+// compiled once for the baseline ISA.
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(__clang__) && \
     !defined(MG_NO_TARGET_CLONES)
 #define MG_ADAM_CLONES __attribute__((target_clones("avx2", "default")))
 #else

@@ -1,13 +1,15 @@
 #pragma once
 // Run-time selection of the widest vector ISA for a hot loop, without global -m flags: on
-// x86-64 with GCC or Clang, MG_VECTORIZE compiles a function for AVX-512, AVX2 and baseline,
+// x86-64 with GCC, MG_VECTORIZE compiles a function for AVX-512, AVX2 and baseline,
 // and the loader picks one (an ifunc) on first call. Elsewhere it expands to nothing and the
 // function is compiled once for the target's baseline.
 //
 // The AVX-512 clone may contract a * b + c into one FMA (AVX-512F has it; g++ contracts by default
 // in C++), so its last bit can differ from the other clones'. Kernels that must reproduce a
 // composite's rounding exactly (the optimizer step) are not cloned.
-#if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__)) && \
+// g++ only: clang (14) does not multiversion function templates, so there the loops are
+// compiled once for the baseline ISA.
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(__clang__) && \
     !defined(MG_NO_TARGET_CLONES)
 #define MG_VECTORIZE __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
