@@ -92,6 +92,8 @@ void* allocate(std::size_t nbytes) {
   return block;
 }
 
+bool recycles_blocks() { return kPooling; }
+
 void deallocate(void* block, std::size_t nbytes) noexcept {
   if (block == nullptr) return;
   if (nbytes == 0) nbytes = 1;

@@ -17,6 +17,9 @@ namespace pool {
 inline constexpr std::size_t kMaxPooledBytes = 512;
 void* allocate(std::size_t nbytes);
 void deallocate(void* block, std::size_t nbytes) noexcept;
+// False in AddressSanitizer builds, where every block goes back to malloc so that a use after
+// free is still caught.
+bool recycles_blocks();
 }  // namespace pool
 
 template <typename T>
