@@ -64,10 +64,15 @@ std::vector<FlagSpec> train_flags() {
       {"eval-tasks", "validation tasks per evaluation (default 100)", false, "N"},
       {"test-tasks", "held-out test tasks evaluated at the end (default 600)", false, "N"},
       {"eval-steps", "inner-step counts of the final test (default: sinusoid 1,10; else --inner-steps)", false, "LIST"},
-      {"task-batched", "MAML family: run each meta-batch as one batched computation (per-task weights); the "
-                       "default for models without convolutions",
+      {"task-batched",
+       "MAML family: run each meta-batch as one batched computation (per-task weights); the "
+       "default for models without convolutions",
        true},
       {"tasks-looped", "run the tasks of a meta-batch one after another (the default for convolutional models)", true},
+      {"tasks-in-turn",
+       "a looped meta-batch runs one task at a time, each op on every thread (default: the tasks "
+       "run on the threads, one task per thread, where the model allows)",
+       true},
       {"inner-optimizer", "sgd | momentum | adam: the differentiable inner-loop update (default sgd)", false, "NAME"},
       {"per-step-lr", "MAML++: learn one inner learning rate per parameter tensor and step", true},
       {"multi-step-loss", "MAML++: query loss after every inner step, annealed to the last over N iterations", false,
@@ -86,7 +91,7 @@ std::vector<FlagSpec> train_flags() {
 }
 
 std::string inner_loop_description(meta::Algorithm algorithm, const meta::TrainerConfig& c,
-                                   const std::string& inner_optimizer, bool task_batched) {
+                                   const std::string& inner_optimizer, const meta::Trainer& trainer) {
   std::ostringstream out;
   out << meta::algorithm_name(algorithm);
   if (algorithm == meta::Algorithm::ProtoNet) return out.str() + " (nearest class mean of embeddings, no inner loop)";
@@ -94,7 +99,12 @@ std::string inner_loop_description(meta::Algorithm algorithm, const meta::Traine
       << " of lr " << c.inner_lr;
   if (algorithm == meta::Algorithm::IMaml)
     out << ", lambda " << c.imaml.lambda << ", " << c.imaml.cg_steps << " CG steps";
-  out << (task_batched ? ", task-batched" : ", tasks looped");
+  if (trainer.task_batched())
+    out << ", task-batched";
+  else if (const int threads = trainer.task_threads(c.meta_batch); threads > 1)
+    out << ", tasks looped on " << threads << " threads";
+  else
+    out << ", tasks looped";
   if (c.checkpoint_inner) out << ", inner steps recomputed in backward";
   if (c.per_step_lrs) out << ", learned per-step rates";
   if (c.multi_step_anneal > 0) out << ", multi-step loss annealed over " << c.multi_step_anneal << " iterations";
@@ -159,9 +169,11 @@ int train_command(const std::vector<std::string>& args) {
   config.loss = spec.task == TaskKind::Sinusoid ? meta::LossKind::Mse : meta::LossKind::CrossEntropy;
   // The trainer batches the tasks where that is faster (MAML family, no convolutions) unless told.
   config.batching = meta::Batching::Auto;
-  MG_CHECK(!(a.flag("task-batched") && a.flag("tasks-looped")), "--task-batched and --tasks-looped contradict each other");
+  MG_CHECK(!(a.flag("task-batched") && a.flag("tasks-looped")),
+           "--task-batched and --tasks-looped contradict each other");
   if (a.flag("task-batched")) config.batching = meta::Batching::TaskBatched;
   if (a.flag("tasks-looped")) config.batching = meta::Batching::Looped;
+  config.tasks_on_threads = !a.flag("tasks-in-turn");
   config.checkpoint_inner = a.flag("checkpoint-inner");
   config.per_step_lrs = a.flag("per-step-lr");
   config.multi_step_anneal = a.integer("multi-step-loss", 0, 0);
@@ -216,7 +228,7 @@ int train_command(const std::vector<std::string>& args) {
           << spec.describe() << " (" << params << " parameters)\n"
           << "data " << source.describe_data() << "\n"
           << held_out_languages(test_sampler.get()) << "algorithm "
-          << inner_loop_description(spec.algorithm, config, inner_optimizer, trainer.task_batched()) << ", meta-batch "
+          << inner_loop_description(spec.algorithm, config, inner_optimizer, trainer) << ", meta-batch "
           << config.meta_batch << ", outer Adam lr " << config.outer_lr << ", " << config.iterations
           << " iterations, seed " << spec.seed << "\n"
           << "batchnorm " << batchnorm_description(spec) << "\n"

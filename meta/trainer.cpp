@@ -19,6 +19,7 @@
 #include "protonet.h"
 #include "reptile.h"
 #include "task_batched.h"
+#include "task_parallel.h"
 
 namespace mg::meta {
 
@@ -254,50 +255,67 @@ double Trainer::maml_family_step(const TaskBatch& batch, const nn::TensorDict& p
     result.query_loss.backward();
     return total;
   }
-  for (int64_t t = 0; t < batch.size(); ++t) {
-    // Backward per task so that each task's graph is freed before the next one is built.
-    TaskLoss result = maml_task_loss(model_, params, batch.task(t), loss, options, lrs);
-    total += result.query_loss.item();
-    (result.query_loss * scale).backward();
-  }
+  const std::vector<double> losses = accumulate_task_gradients(
+      outer_leaves(params), batch.size(), task_threads(batch.size()), scale,
+      [&](int64_t t) { return maml_task_loss(model_, params, batch.task(t), loss, options, lrs).query_loss; });
+  for (double l : losses) total += l;
   return total;
+}
+
+int Trainer::task_threads(int64_t tasks) const {
+  return config_.tasks_on_threads ? meta::task_threads(model_, tasks) : 1;
+}
+
+TensorList Trainer::outer_leaves(const nn::TensorDict& params) const {
+  TensorList leaves;
+  for (const auto& [name, p] : params) leaves.push_back(p);
+  for (const auto& [name, lr] : learned_lrs_) leaves.push_back(lr);
+  return leaves;
 }
 
 double Trainer::reptile_step(const TaskBatch& batch, const nn::TensorDict& params, double scale) {
   const LossFn loss = loss_fn();
-  double total = 0.0;
-  nn::TensorDict sum;
-  for (int64_t t = 0; t < batch.size(); ++t) {
+  std::vector<double> losses(static_cast<std::size_t>(batch.size()));
+  std::vector<nn::TensorDict> directions(losses.size());
+  for_each_task(batch.size(), task_threads(batch.size()), [&](int64_t t) {
     const Task task = batch.task(t);
     {
       // Reptile has no query objective of its own; the un-adapted query loss tracks progress.
       NoGradGuard no_grad;
-      total += task_loss(model_.forward(nn::Params(params), task.query_x), task.query_y).item();
+      losses[t] = task_loss(model_.forward(nn::Params(params), task.query_x), task.query_y).item();
     }
-    const nn::TensorDict direction = reptile_direction(model_, params, task, loss, inner_);
-    add_into(sum, direction);
+    directions[t] = reptile_direction(model_, params, task, loss, inner_);
+  });
+  double total = 0.0;
+  nn::TensorDict sum;
+  for (std::size_t t = 0; t < losses.size(); ++t) {
+    total += losses[t];
+    add_into(sum, directions[t]);
   }
   set_grads(params, sum, scale);
   return total;
 }
 
 double Trainer::protonet_step(const TaskBatch& batch, const nn::TensorDict& params, double scale) {
+  const std::vector<double> losses =
+      accumulate_task_gradients(outer_leaves(params), batch.size(), task_threads(batch.size()), scale, [&](int64_t t) {
+        const Task task = batch.task(t);
+        return protonet_loss(model_, nn::Params(params), task, task_ways(task)).loss;
+      });
   double total = 0.0;
-  for (int64_t t = 0; t < batch.size(); ++t) {
-    const Task task = batch.task(t);
-    ProtoOutput out = protonet_loss(model_, nn::Params(params), task, task_ways(task));
-    total += out.loss.item();
-    (out.loss * scale).backward();
-  }
+  for (double l : losses) total += l;
   return total;
 }
 
 double Trainer::imaml_step(const TaskBatch& batch, const nn::TensorDict& params, double scale) {
   const LossFn loss = loss_fn();
+  std::vector<ImamlResult> results(static_cast<std::size_t>(batch.size()));
+  for_each_task(batch.size(), task_threads(batch.size()), [&](int64_t t) {
+    results[t] = imaml_meta_gradient(model_, params, batch.task(t), loss, imaml_options());
+  });
   double total = 0.0;
   nn::TensorDict sum;
-  for (int64_t t = 0; t < batch.size(); ++t) {
-    const ImamlResult result = imaml_meta_gradient(model_, params, batch.task(t), loss, imaml_options());
+  for (const ImamlResult& result : results) {
     total += result.query_loss;
     add_into(sum, result.meta_gradient);
   }
@@ -328,8 +346,9 @@ EvalResult Trainer::evaluate_on(const TaskSampler& sampler, int64_t tasks, int i
   // Evaluation adapts in training mode, which updates BatchNorm running statistics; they are put
   // back afterwards so that evaluating leaves the model as it was.
   const nn::TensorDict buffers = model_.named_buffers().map([](const Tensor& b) { return b.detach().clone(); });
-  std::vector<double> losses, accuracies;
-  for (int64_t i = 0; i < tasks; ++i) {
+  const bool classifies = config_.loss == LossKind::CrossEntropy;
+  std::vector<double> losses(static_cast<std::size_t>(tasks)), accuracies(classifies ? losses.size() : 0);
+  for_each_task(tasks, task_threads(tasks), [&](int64_t i) {
     const Task task = sampler.task(static_cast<uint64_t>(i));
     const nn::TensorDict start =
         model_.named_parameters().map([](const Tensor& p) { return p.detach().requires_grad_(); });
@@ -352,9 +371,9 @@ EvalResult Trainer::evaluate_on(const TaskSampler& sampler, int64_t tasks, int i
       out = model_.forward(nn::Params(adapted), task.query_x);
       task_loss_value = task_loss(out, task.query_y).item();
     }
-    losses.push_back(task_loss_value);
-    if (config_.loss == LossKind::CrossEntropy) accuracies.push_back(nn::accuracy(out, task.query_y));
-  }
+    losses[i] = task_loss_value;
+    if (classifies) accuracies[i] = nn::accuracy(out, task.query_y);
+  });
   {
     NoGradGuard no_grad;
     for (const auto& [name, b] : model_.named_buffers()) b.detach().copy_(buffers.at(name));

@@ -18,6 +18,7 @@
 #include "imaml.h"
 #include "inner_loop.h"
 #include "task.h"
+#include "task_parallel.h"
 
 namespace mg::meta {
 
@@ -50,6 +51,10 @@ struct TrainerConfig {
   // measured to pay (models without convolutions: bench/RESULTS.md) unless the inner loop is
   // checkpointed; the other algorithms always loop.
   Batching batching = Batching::Looped;
+  // A looped meta-batch (and evaluation) runs its tasks on OpenMP threads, one task per thread,
+  // where the model allows it (meta/task_parallel.h): the same result to the bit, with as many
+  // task graphs alive as threads. false: tasks in turn, each op using every thread.
+  bool tasks_on_threads = true;
   InnerOptimizer inner_optimizer = InnerOptimizer::Sgd;  // differentiable SGD, momentum or Adam
   // Recompute inner steps during backward instead of storing them: memory flat in inner steps.
   bool checkpoint_inner = false;
@@ -106,6 +111,8 @@ class Trainer {
   const TrainerConfig& config() const { return config_; }
   // Whether meta-batches run task-batched (config.batching resolved for this model).
   bool task_batched() const { return task_batched_; }
+  // How many threads the tasks of a looped meta-batch of this size run on (1: in turn).
+  int task_threads(int64_t tasks) const;
   const nn::TensorDict& learned_lrs() const { return learned_lrs_; }
   nn::Optimizer& optimizer() { return *optimizer_; }
   double best_eval_loss() const { return best_eval_loss_; }
@@ -122,6 +129,7 @@ class Trainer {
   double reptile_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
   double protonet_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
   double imaml_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
+  TensorList outer_leaves(const nn::TensorDict& params) const;  // what the outer optimizer updates
   void drop_csv_rows_after(int64_t iteration) const;
   void write_csv_row(double train_loss, const EvalResult* eval, double seconds);
 

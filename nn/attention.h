@@ -37,6 +37,9 @@ class MultiheadAttention : public Module {
   int64_t embed_dim() const { return embed_dim_; }
   int64_t num_heads() const { return num_heads_; }
   double dropout() const { return dropout_; }
+  bool concurrent_forward() const override {
+    return (dropout_ == 0.0 || !is_training()) && Module::concurrent_forward();
+  }
   Generator& generator() { return generator_; }  // for the attention-weight dropout
 
  private:

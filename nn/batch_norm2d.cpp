@@ -2,6 +2,7 @@
 
 #include "../autograd/grad_mode.h"
 #include "../tensor/creation.h"
+#include "deferred_buffer_updates.h"
 #include "functional_conv.h"
 #include "init.h"
 
@@ -9,9 +10,12 @@ namespace mg::nn {
 
 std::string_view to_string(BatchNormMode mode) {
   switch (mode) {
-    case BatchNormMode::RunningStats: return "running_stats";
-    case BatchNormMode::Transductive: return "transductive";
-    case BatchNormMode::PerStep: return "per_step";
+    case BatchNormMode::RunningStats:
+      return "running_stats";
+    case BatchNormMode::Transductive:
+      return "transductive";
+    case BatchNormMode::PerStep:
+      return "per_step";
   }
   return "unknown";
 }
@@ -44,7 +48,8 @@ BatchNorm2d::BatchNorm2d(int64_t num_features, const BatchNorm2dOptions& options
       register_buffer("running_var", ones({options.num_steps, num_features}));
       register_buffer("num_batches_tracked", zeros({options.num_steps}, kInt64));
       break;
-    case BatchNormMode::Transductive: break;
+    case BatchNormMode::Transductive:
+      break;
   }
 }
 
@@ -62,10 +67,12 @@ void BatchNorm2d::reset_running_stats() {
 }
 
 void BatchNorm2d::set_inner_step(int step) {
-  if (options_.mode == BatchNormMode::PerStep)
-    MG_CHECK(step >= 0 && step < options_.num_steps, "BatchNorm2d: inner step ", step,
-             " is out of range for per_step statistics over ", options_.num_steps, " steps (0..",
-             options_.num_steps - 1, ")");
+  // Other modes leave the module untouched, so that tasks running on several threads at once
+  // may all call this.
+  if (options_.mode != BatchNormMode::PerStep) return;
+  MG_CHECK(step >= 0 && step < options_.num_steps, "BatchNorm2d: inner step ", step,
+           " is out of range for per_step statistics over ", options_.num_steps, " steps (0..", options_.num_steps - 1,
+           ")");
   step_ = step;
   Module::set_inner_step(step);
 }
@@ -104,6 +111,20 @@ Tensor BatchNorm2d::forward(const Params& params, const Tensor& x) {
       NoGradGuard no_grad;
       count.add_(1.0);
     }
+    return y;
+  }
+  if (BufferUpdateQueue* queue = deferred_buffer_updates(); queue != nullptr && is_training()) {
+    // Momentum 1 leaves exactly the batch's mean and unbiased variance in the scratch statistics,
+    // so the update applied later is the same arithmetic as an immediate one; the factor is read
+    // from the count then, after the updates of the tasks before this one.
+    const Tensor batch_mean = zeros_like(running_mean), batch_var = ones_like(running_var);
+    Tensor y = functional::batch_norm2d(x, batch_mean, batch_var, weight, bias, true, 1.0, options_.eps);
+    queue->push([running_mean, running_var, count, batch_mean, batch_var, momentum = options_.momentum] {
+      const double f = momentum ? *momentum : 1.0 / (count.item<double>() + 1.0);
+      functional::blend_running_stats(running_mean, running_var, batch_mean, batch_var, f);
+      NoGradGuard no_grad;
+      Tensor(count).add_(1.0);
+    });
     return y;
   }
   Tensor y =

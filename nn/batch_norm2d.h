@@ -63,6 +63,11 @@ class BatchNorm2d : public Module {
   // PerStep: selects the statistics row; throws unless 0 <= step < num_steps. Other modes
   // ignore the step.
   void set_inner_step(int step) override;
+  // Running statistics are deferred under nn::DeferBufferUpdates; PerStep's current step is
+  // module state that concurrent tasks would share.
+  bool concurrent_forward() const override {
+    return options_.mode != BatchNormMode::PerStep && Module::concurrent_forward();
+  }
 
   void reset_parameters();     // weight = 1, bias = 0
   void reset_running_stats();  // means 0, variances 1, counts 0
@@ -70,7 +75,7 @@ class BatchNorm2d : public Module {
   int64_t num_features() const { return num_features_; }
   BatchNormMode mode() const { return options_.mode; }
   const BatchNorm2dOptions& options() const { return options_; }
-  int inner_step() const { return step_; }
+  int inner_step() const { return step_; }  // PerStep: the row in use; 0 in other modes
 
  private:
   int64_t num_features_;

@@ -15,6 +15,7 @@ class Dropout : public Module {
   Tensor forward(const Params& params, const Tensor& x) override;
 
   double p() const { return p_; }
+  bool concurrent_forward() const override { return (p_ == 0.0 || !is_training()) && Module::concurrent_forward(); }
   Generator& generator() { return generator_; }
 
  private:

@@ -37,15 +37,20 @@ Tensor per_channel(const Tensor& t) {
 // count values (the running variance is unbiased).
 void move_running_stats(const Tensor& running_mean, const Tensor& running_var, const Tensor& batch_mean,
                         const Tensor& batch_var, int64_t count, double momentum) {
-  MG_CHECK(momentum >= 0.0 && momentum <= 1.0, "batch_norm2d: momentum must be in [0, 1], got ", momentum);
   NoGradGuard no_grad;
   const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
-  const Tensor unbiased_var = batch_var * unbias;
-  Tensor(running_mean).copy_(running_mean * (1.0 - momentum) + batch_mean * momentum);
-  Tensor(running_var).copy_(running_var * (1.0 - momentum) + unbiased_var * momentum);
+  blend_running_stats(running_mean, running_var, batch_mean, batch_var * unbias, momentum);
 }
 
 }  // namespace
+
+void blend_running_stats(const Tensor& running_mean, const Tensor& running_var, const Tensor& batch_mean,
+                         const Tensor& batch_unbiased_var, double momentum) {
+  MG_CHECK(momentum >= 0.0 && momentum <= 1.0, "batch_norm2d: momentum must be in [0, 1], got ", momentum);
+  NoGradGuard no_grad;
+  Tensor(running_mean).copy_(running_mean * (1.0 - momentum) + batch_mean * momentum);
+  Tensor(running_var).copy_(running_var * (1.0 - momentum) + batch_unbiased_var * momentum);
+}
 
 Tensor batch_norm2d(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                     const Tensor& bias, bool training, double momentum, double eps) {
@@ -68,8 +73,7 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& running_mean, const Tensor& r
   if (training) {
     const int64_t count = x.size(-4) * x.size(-2) * x.size(-1);
     // As PyTorch: one value per channel has no variance to normalise by.
-    MG_CHECK(count > 1, "batch_norm2d: expected more than 1 value per channel when training, got input ",
-             describe(x));
+    MG_CHECK(count > 1, "batch_norm2d: expected more than 1 value per channel when training, got input ", describe(x));
     const std::vector<int64_t> dims = per_task ? std::vector<int64_t>{1, 3, 4} : std::vector<int64_t>{0, 2, 3};
     Tensor mu = mean(x, dims, true);
     Tensor centered = x - mu;

@@ -49,4 +49,9 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& running_mean, const Tensor& r
 // under no-grad.
 void update_running_stats(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, double momentum);
 
+// The last step of both: r = (1 - momentum) r + momentum * batch, for a batch's mean and unbiased
+// variance [C], in place, under no-grad.
+void blend_running_stats(const Tensor& running_mean, const Tensor& running_var, const Tensor& batch_mean,
+                         const Tensor& batch_unbiased_var, double momentum);
+
 }  // namespace mg::nn::functional

@@ -151,6 +151,12 @@ void Module::to(DType dtype) {
   for (auto& [n, m] : children_) m->to(dtype);
 }
 
+bool Module::concurrent_forward() const {
+  for (const auto& [n, m] : children_)
+    if (!m->concurrent_forward()) return false;
+  return true;
+}
+
 void Module::set_inner_step(int step) {
   for (auto& [n, m] : children_) m->set_inner_step(step);
 }

@@ -72,6 +72,11 @@ class Module {
   // For layers whose behaviour depends on the inner-loop step (MAML++ per-step BatchNorm
   // statistics); propagates to children.
   virtual void set_inner_step(int step);
+  // Whether forward() may run on several threads at once, as the tasks of a looped meta-batch do
+  // (meta/task_parallel.h): true unless this module or a child draws random numbers in training
+  // (dropout: the draws would depend on the threads' timing) or changes its own state in a way
+  // that cannot be deferred. Layers with such state override it and also ask the base.
+  virtual bool concurrent_forward() const;
 
   // Own (non-recursive) entries.
   Tensor param(std::string_view name) const;   // undefined if absent

@@ -15,6 +15,7 @@
 #include "../meta/trainer.h"
 #include "../nn/mlp.h"
 #include "../tensor/error.h"
+#include "../tensor/threads.h"
 
 using namespace mg;
 
@@ -436,6 +437,81 @@ TEST_SUITE("meta.trainer") {
     CHECK_FALSE(meta::Trainer(conv, train, nullptr, automatic).task_batched());
     automatic.checkpoint_inner = true;
     CHECK_FALSE(meta::Trainer(*model, train, nullptr, automatic).task_batched());
+  }
+
+  TEST_CASE(
+      "tasks on threads train exactly like the loop on one thread: every algorithm, BatchNorm buffers, evaluation") {
+    const int threads_before = num_threads();
+    struct Case {
+      meta::Algorithm algorithm;
+      bool conv;  // conv4 with running BatchNorm statistics on images, else an MLP on points
+    };
+    for (const Case c :
+         {Case{meta::Algorithm::Maml, false}, Case{meta::Algorithm::Maml, true}, Case{meta::Algorithm::FoMaml, true},
+          Case{meta::Algorithm::MetaSgd, false}, Case{meta::Algorithm::Reptile, true},
+          Case{meta::Algorithm::ProtoNet, true}, Case{meta::Algorithm::IMaml, false}}) {
+      const std::string name = std::string(meta::algorithm_name(c.algorithm)) + (c.conv ? " conv4" : " mlp");
+      CAPTURE(name);
+      auto make_model = [&]() -> std::shared_ptr<nn::Module> {
+        Generator gen(7);
+        if (c.conv)
+          return std::make_shared<meta::Conv4>(
+              meta::Conv4Options{.in_channels = 1,
+                                 .image_size = 8,
+                                 .hidden = 4,
+                                 .blocks = 2,
+                                 .ways = c.algorithm == meta::Algorithm::ProtoNet ? 0 : 2,
+                                 .bn_mode = nn::BatchNormMode::RunningStats},
+              &gen);
+        return nn::make_mlp({.sizes = {2, 8, 2}}, &gen);
+      };
+      const std::shared_ptr<nn::Module> serial_model = make_model(), threaded_model = make_model();
+      std::unique_ptr<meta::TaskSampler> serial_tasks, threaded_tasks, held_out;
+      if (c.conv) {
+        serial_tasks = std::make_unique<ImageSignSampler>(3), threaded_tasks = std::make_unique<ImageSignSampler>(3);
+        held_out = std::make_unique<ImageSignSampler>(4);
+      } else {
+        serial_tasks = std::make_unique<SignSampler>(3), threaded_tasks = std::make_unique<SignSampler>(3);
+        held_out = std::make_unique<SignSampler>(4);
+      }
+      meta::TrainerConfig config = base_config(c.algorithm, 3);
+      config.loss = meta::LossKind::CrossEntropy;
+      config.inner_lr = 0.1;
+      config.inner_steps = 2;
+      config.meta_batch = 5;
+      config.tasks_on_threads = false;
+      meta::Trainer serial(*serial_model, *serial_tasks, held_out.get(), config);
+      config.tasks_on_threads = true;
+      meta::Trainer threaded(*threaded_model, *threaded_tasks, held_out.get(), config);
+      set_num_threads(2);
+      CHECK(threaded.task_threads(5) == 2);
+      CHECK(serial.task_threads(5) == 1);
+      for (int i = 0; i < 3; ++i) {
+        set_num_threads(1);
+        const double a = serial.step();
+        set_num_threads(2);
+        const double b = threaded.step();
+        CHECK(a == b);
+      }
+      CHECK(values(*serial_model) == values(*threaded_model));
+      for (const auto& [key, buffer] : serial_model->named_buffers()) {
+        CAPTURE(key);
+        CHECK(buffer.to_vector() == threaded_model->named_buffers().at(key).to_vector());
+      }
+      set_num_threads(1);
+      const meta::EvalResult ea = serial.evaluate(6);
+      set_num_threads(2);
+      const meta::EvalResult eb = threaded.evaluate(6);
+      CHECK(ea.loss == eb.loss);
+      CHECK(ea.accuracy == eb.accuracy);
+    }
+    // Dropout in training draws random numbers: its tasks stay in turn.
+    Generator gen(1);
+    auto dropout_model = nn::make_mlp({.sizes = {2, 8, 2}, .dropout = 0.5}, &gen);
+    SignSampler train(1);
+    meta::Trainer with_dropout(*dropout_model, train, nullptr, base_config(meta::Algorithm::Maml, 1));
+    CHECK(with_dropout.task_threads(4) == 1);
+    set_num_threads(threads_before);
   }
 
   TEST_CASE("unsupported algorithms and bad settings are refused") {

@@ -468,10 +468,11 @@ TEST_SUITE("nn.conv") {
       CHECK(max(abs(y2 - y0).flatten(), 0).first.item<double>() > 0.1);
       CHECK_ERROR(bn.set_inner_step(3), "inner step 3", "3 steps");
       CHECK_ERROR(bn.set_inner_step(-1), "inner step -1");
-      // Modes without per-step statistics ignore the step.
+      // Modes without per-step statistics ignore the step: the module is not even written, so
+      // tasks on several threads may all call it.
       BatchNorm2d standard(2);
       standard.set_inner_step(7);
-      CHECK(standard.inner_step() == 7);
+      CHECK(standard.inner_step() == 0);
     }
 
     SUBCASE("momentum nullopt: a cumulative average") {

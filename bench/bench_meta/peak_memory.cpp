@@ -136,7 +136,7 @@ int run_peak_memory_table() {
   for (const Row& row : rows) {
     const Variant& v = *find_variant(row.name);
     const char* library = v.library == Library::Mg ? "mg" : "torch";
-    const char* path = v.path == Path::Looped ? "looped" : "batched";
+    const char* path = path_name(v.path);
     if (!row.error.empty()) {
       std::printf("%-8s %-8s %-8s  error: %s\n", workload_spec(v.workload).name, library, path, row.error.c_str());
       ++failures;

@@ -56,16 +56,29 @@ const WorkloadSpec& workload_spec(Workload workload) {
   return tf;
 }
 
+const char* path_name(Path path) {
+  switch (path) {
+    case Path::Looped:
+      return "looped";
+    case Path::Threads:
+      return "threads";
+    case Path::Batched:
+      return "batched";
+  }
+  return "?";
+}
+
 const std::vector<Variant>& variants() {
   static const std::vector<Variant> all = [] {
     std::vector<Variant> v;
     auto add = [&](Workload w, Library lib, Path path) {
-      std::string name = std::string(workload_spec(w).name) + (lib == Library::Mg ? "/mg/" : "/torch/") +
-                         (path == Path::Looped ? "looped" : "batched");
+      std::string name =
+          std::string(workload_spec(w).name) + (lib == Library::Mg ? "/mg/" : "/torch/") + path_name(path);
       v.push_back({w, lib, path, std::move(name)});
     };
     for (Workload w : {Workload::Sin, Workload::Omni, Workload::Tf}) {
       add(w, Library::Mg, Path::Looped);
+      add(w, Library::Mg, Path::Threads);
       add(w, Library::Mg, Path::Batched);
 #ifdef MG_BENCH_HAVE_TORCH
       add(w, Library::Torch, Path::Looped);

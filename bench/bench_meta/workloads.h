@@ -15,7 +15,10 @@ namespace mg_bench {
 
 enum class Workload { Sin, Omni, Tf };
 enum class Library { Mg, Torch };
-enum class Path { Looped, Batched };
+// Looped: tasks in turn, each op on every thread; Threads: tasks on the threads, one task per
+// thread (meta/task_parallel.h); Batched: one task-batched computation.
+enum class Path { Looped, Threads, Batched };
+const char* path_name(Path path);  // "looped", "threads", "batched"
 
 struct WorkloadSpec {
   const char* name;  // "W-sin", ...
@@ -31,7 +34,7 @@ struct Variant {
   Workload workload;
   Library library;
   Path path;
-  std::string name;  // "<workload>/<mg|torch>/<looped|batched>", filter-friendly
+  std::string name;  // "<workload>/<mg|torch>/<looped|threads|batched>", filter-friendly
 };
 // The variants this binary measures, in the order they run (mg looped first in each workload:
 // it is the reference the others are checked against). Without LibTorch, metagrad's only.
