@@ -25,7 +25,7 @@ Tensor batched_mse(const Tensor& output, const Tensor& target) {
   const Tensor diff = output - target;
   std::vector<int64_t> within_task;
   for (int64_t d = 1; d < output.dim(); ++d) within_task.push_back(d);
-  return sum(mean(diff * diff, within_task));
+  return mean(diff * diff, within_task);
 }
 
 Tensor batched_cross_entropy(const Tensor& logits, const Tensor& target) {
@@ -37,7 +37,7 @@ Tensor batched_cross_entropy(const Tensor& logits, const Tensor& target) {
   const int64_t tasks = logits.size(0), n = logits.size(1);
   const Tensor losses = nn::cross_entropy(reshape(logits, {tasks * n, logits.size(2)}), reshape(target, {tasks * n}),
                                           {.reduction = nn::Reduction::None});
-  return sum(mean(reshape(losses, {tasks, n}), {1}));
+  return mean(reshape(losses, {tasks, n}), {1});
 }
 
 BatchedTaskLoss maml_batched_loss(nn::Module& model, const nn::TensorDict& params, const TaskBatch& batch,
@@ -58,7 +58,16 @@ BatchedTaskLoss maml_batched_loss(nn::Module& model, const nn::TensorDict& param
            "maml_batched_loss: ", options.multi_step_weights.size(), " multi-step loss weights for ",
            options.inner.steps, " inner steps");
 
-  const Adaptation adapted = adapt(model, expand_for_tasks(params, tasks), batch.support_x, batch.support_y, loss,
+  auto per_task_loss = [&loss, tasks](const Tensor& output, const Tensor& target) {
+    Tensor per_task = loss(output, target);
+    MG_CHECK(per_task.dim() == 1 && per_task.size(0) == tasks, "maml_batched_loss: the loss gave ",
+             describe(per_task), ", not one value per task [", tasks, "]");
+    return per_task;
+  };
+  const LossFn summed = [&per_task_loss](const Tensor& output, const Tensor& target) {
+    return sum(per_task_loss(output, target));
+  };
+  const Adaptation adapted = adapt(model, expand_for_tasks(params, tasks), batch.support_x, batch.support_y, summed,
                                    options.inner, learned_lrs, multi_step);
   BatchedTaskLoss result;
   for (double summed : adapted.support_losses) result.support_losses.push_back(summed / static_cast<double>(tasks));
@@ -67,15 +76,14 @@ BatchedTaskLoss maml_batched_loss(nn::Module& model, const nn::TensorDict& param
   // One query pass of every task (weight: MAML++'s weight of this step's loss, 1 for plain MAML).
   auto add_query_pass = [&](const nn::TensorDict& fast, double weight) {
     const Tensor output = model.forward(nn::Params(fast), batch.query_x);
-    Tensor term = loss(output, batch.query_y) / static_cast<double>(tasks);
+    const Tensor per_task = per_task_loss(output, batch.query_y);
+    Tensor term = sum(per_task) / static_cast<double>(tasks);
     if (multi_step) term = term * weight;
     result.query_loss = result.query_loss.defined() ? result.query_loss + term : term;
     result.query_output = output.detach();
-    // The batched loss of a batch of one task is that task's loss.
-    NoGradGuard no_grad;
+    const std::vector<double> values = per_task.detach().to_vector();
     for (int64_t t = 0; t < tasks; ++t)
-      result.task_query_losses[static_cast<std::size_t>(t)] +=
-          weight * loss(result.query_output.narrow(0, t, 1), batch.query_y.narrow(0, t, 1)).item();
+      result.task_query_losses[static_cast<std::size_t>(t)] += weight * values[static_cast<std::size_t>(t)];
   };
   if (!multi_step) {
     add_query_pass(adapted.params, 1.0);

@@ -26,14 +26,14 @@ namespace mg::meta {
 // over tasks of its slices' gradients.
 nn::TensorDict expand_for_tasks(const nn::TensorDict& params, int64_t tasks);
 
-// loss(output [T, N, ...], target [T, ...]) -> scalar: the sum over tasks of each task's loss,
-// so that its gradient with respect to per-task weights is each task's own gradient. Given a
-// single task ([1, N, ...]) it is that task's loss.
+// loss(output [T, N, ...], target [T, ...]) -> [T]: each task's loss, computed for all tasks at
+// once. The inner loop differentiates their sum, whose gradient with respect to per-task weights
+// is each task's own gradient; the per-task values come back without one pass per task.
 using BatchedLossFn = std::function<Tensor(const Tensor& output, const Tensor& target)>;
 
-// Sum over tasks of each task's mean squared error; output and target [T, N, ...] alike.
+// Each task's mean squared error, [T]; output and target [T, N, ...] alike.
 Tensor batched_mse(const Tensor& output, const Tensor& target);
-// Sum over tasks of each task's mean cross-entropy; logits [T, N, C], target int64 [T, N].
+// Each task's mean cross-entropy, [T]; logits [T, N, C], target int64 [T, N].
 Tensor batched_cross_entropy(const Tensor& logits, const Tensor& target);
 
 struct BatchedTaskLoss {

@@ -448,16 +448,27 @@ TEST_SUITE("meta.batched") {
     CHECK(g.to_vector() == std::vector<double>{111.0, 111.0});
   }
 
-  TEST_CASE("batched losses are sums over tasks of each task's mean loss") {
+  TEST_CASE("batched losses are each task's mean loss") {
     Generator gen(2);
     const Tensor out = randn({3, 4, 2}, kFloat64, kCPU, &gen), y = randn({3, 4, 2}, kFloat64, kCPU, &gen);
-    double want = 0;
-    for (int64_t t = 0; t < 3; ++t) want += nn::mse_loss(out.select(0, t), y.select(0, t)).item();
-    CHECK(meta::batched_mse(out, y).item() == doctest::Approx(want).epsilon(1e-14));
     const Tensor labels = randint(0, 2, {3, 4}, kCPU, &gen);
-    want = 0;
-    for (int64_t t = 0; t < 3; ++t) want += nn::cross_entropy(out.select(0, t), labels.select(0, t)).item();
-    CHECK(meta::batched_cross_entropy(out, labels).item() == doctest::Approx(want).epsilon(1e-14));
+    const std::vector<double> mse = meta::batched_mse(out, y).to_vector();
+    const std::vector<double> ce = meta::batched_cross_entropy(out, labels).to_vector();
+    REQUIRE(mse.size() == 3);
+    REQUIRE(ce.size() == 3);
+    for (int64_t t = 0; t < 3; ++t) {
+      const auto i = static_cast<std::size_t>(t);
+      CHECK(mse[i] == doctest::Approx(nn::mse_loss(out.select(0, t), y.select(0, t)).item()).epsilon(1e-14));
+      CHECK(ce[i] == doctest::Approx(nn::cross_entropy(out.select(0, t), labels.select(0, t)).item()).epsilon(1e-14));
+    }
+  }
+
+  TEST_CASE("a batched loss that does not give one value per task is refused") {
+    meta::MlpModel model({});
+    const meta::TaskBatch batch = sinusoid_batch(kFloat32, 3);
+    const meta::BatchedLossFn summed = [](const Tensor& out, const Tensor& y) { return sum(meta::batched_mse(out, y)); };
+    CHECK_MG_ERROR(meta::maml_batched_loss(model, model.named_parameters(), batch, summed, {}), "maml_batched_loss",
+                   "one value per task [3]");
   }
 
   TEST_CASE("MLP on sinusoids: the task-batched meta-gradient equals the loop over tasks") {
