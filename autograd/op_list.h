@@ -16,7 +16,7 @@ namespace mg {
   /* reductions */                                                                                    \
   X(sum) X(mean) X(amax) X(amin) X(max_dim) X(min_dim) X(logsumexp) X(var)                            \
   /* linear algebra */                                                                                \
-  X(matmul)                                                                                           \
+  X(matmul) X(affine)                                                                                 \
   /* normalisation */                                                                                 \
   X(softmax) X(log_softmax) X(layer_norm)                                                             \
   /* indexing */                                                                                      \

@@ -95,6 +95,10 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 // ---- linear algebra (ops_linalg.cpp) ----
 // NumPy semantics: 1-D operands are promoted, batch dims broadcast.
 Tensor matmul(const Tensor& a, const Tensor& b);
+// y = x weight^T + bias, one node (ops_affine.cpp; nn::functional::linear is this): weight [out, in] with x [..., in] and bias
+// [out], or per task weight [T, out, in] with x [T, ..., in] and bias [T, out]; bias may be
+// undefined.
+Tensor affine(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 // ---- normalisation (ops_softmax.cpp, ops_layer_norm.cpp) ----
 Tensor softmax(const Tensor& x, int64_t dim);

@@ -14,16 +14,10 @@ Tensor linear_per_task(const Tensor& x, const Tensor& weight, const Tensor& bias
   check_task_dim("linear", x, 2, weight);
   MG_CHECK(x.size(-1) == weight.size(2), "linear: input ", describe(x), " does not match per-task weight ",
            describe(weight), " (last dim must be ", weight.size(2), ")");
-  const int64_t tasks = weight.size(0);
-  Tensor y = matmul(reshape(x, {tasks, -1, x.size(-1)}), transpose(weight, 1, 2));
-  if (bias.defined()) {
-    MG_CHECK(bias.dim() == 2 && bias.size(0) == tasks && bias.size(1) == weight.size(1), "linear: bias ",
+  if (bias.defined())
+    MG_CHECK(bias.dim() == 2 && bias.size(0) == weight.size(0) && bias.size(1) == weight.size(1), "linear: bias ",
              describe(bias), " does not match per-task weight ", describe(weight));
-    y = y + unsqueeze(bias, 1);
-  }
-  Shape shape = x.shape();
-  shape.back() = weight.size(1);
-  return reshape(y, shape);
+  return affine(x, weight, bias);
 }
 
 // A layer_norm weight or bias, as a factor that broadcasts against x: a per-task one [T, ...]
@@ -77,13 +71,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
            describe(weight));
   MG_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", describe(x), " does not match weight ",
            describe(weight), " (last dim must be ", weight.size(1), ")");
-  Tensor y = matmul(x, weight.t());
-  if (bias.defined()) {
+  if (bias.defined())
     MG_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias ", describe(bias),
              " does not match weight ", describe(weight));
-    y = y + bias;
-  }
-  return y;
+  return affine(x, weight, bias);
 }
 
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,

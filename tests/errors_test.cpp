@@ -22,8 +22,6 @@ namespace {
 
 using namespace mg;
 
-
-
 Tensor I(const std::vector<int64_t>& values, const Shape& shape) { return tensor(values, shape); }
 Tensor F(const Shape& shape, DType dtype = kFloat32) { return ones(shape, dtype); }
 Tensor leaf(const Shape& shape, DType dtype = kFloat64) { return randn(shape, dtype).requires_grad_(); }
@@ -46,6 +44,14 @@ TEST_SUITE("errors") {
     CHECK_MG_ERROR(maximum(F({2}), F({3})), "maximum");
     CHECK_MG_ERROR(where(F({2}), F({3}), F({3})), "where", "[2]", "[3]");
     CHECK_MG_ERROR(pow(F({2}), F({3})), "pow");
+  }
+
+  TEST_CASE("affine (linear layer) shapes") {
+    CHECK_MG_ERROR(affine(F({3, 4}), F({5, 3})), "affine: input [3,4]", "last dim must be 3");
+    CHECK_MG_ERROR(affine(F({3, 4}), F({4})), "affine: weight must be", "[4]");
+    CHECK_MG_ERROR(affine(F({3, 4}), F({2, 4}), F({3})), "affine: bias [3]", "expected [2]");
+    CHECK_MG_ERROR(affine(F({2, 3, 4}), F({3, 5, 4})), "affine", "holds 2 tasks", "has 3");
+    CHECK_MG_ERROR(affine(F({3, 4}), F({2, 4}, kFloat64)), "affine", "one dtype");
   }
 
   TEST_CASE("matmul shapes") {
@@ -318,11 +324,11 @@ TEST_SUITE("errors") {
       CHECK_MG_ERROR(y.backward(), "retain_graph");
       Tensor z = (w * x).sum();
       mg::testing::check_error("grad twice",
-                  [&] {
-                    grad({z}, {w});
-                    grad({z}, {w});
-                  },
-                  {"retain_graph"});
+                               [&] {
+                                 grad({z}, {w});
+                                 grad({z}, {w});
+                               },
+                               {"retain_graph"});
       // With retain_graph the second pass works and accumulates.
       Tensor v = leaf({3});
       Tensor u = (v * x).sum();

@@ -295,6 +295,19 @@ std::vector<GradcheckEntry> build_table() {
         FN(matmul(x[0], x[1])));
   t.add(OpId::matmul, "[2,3,4]x[4] (batched lhs, 1-D rhs)", IN(leaf(N({2, 3, 4}, 40)), leaf(N({4}, 41))),
         FN(matmul(x[0], x[1])));
+  t.add(OpId::affine, "[3,4] W[5,4] + b[5]", IN(leaf(N({3, 4}, 42)), leaf(N({5, 4}, 43)), leaf(N({5}, 44))),
+        FN(affine(x[0], x[1], x[2])));
+  t.add(OpId::affine, "[4] W[2,4], no bias", IN(leaf(N({4}, 42)), leaf(N({2, 4}, 43))), FN(affine(x[0], x[1])));
+  t.add(OpId::affine, "[2,3,4] W[3,4] + b, leading dims",
+        IN(leaf(N({2, 3, 4}, 42)), leaf(N({3, 4}, 43)), leaf(N({3}, 44))), FN(affine(x[0], x[1], x[2])));
+  t.add(OpId::affine, "per task [2,3,4] W[2,5,4] + b[2,5]",
+        IN(leaf(N({2, 3, 4}, 42)), leaf(N({2, 5, 4}, 43)), leaf(N({2, 5}, 44))), FN(affine(x[0], x[1], x[2])));
+  t.add(OpId::affine, "per task [2,2,3,4] W[2,3,4], transposed weight leaf",
+        IN(leaf(N({2, 2, 3, 4}, 42)), leaf(N({2, 3, 4}, 43))), FN(affine(x[0], x[1].transpose(1, 2).transpose(1, 2))));
+  t.add(OpId::affine, "only the weight requires grad", IN(N({3, 4}, 42), leaf(N({2, 4}, 43)), N({2}, 44)),
+        FN(affine(x[0], x[1], x[2])));
+  t.add(OpId::affine, "transposed input", IN(leafT(N({4, 3}, 42)), leaf(N({2, 4}, 43)), leaf(N({2}, 44))),
+        FN(affine(x[0], x[1], x[2])));
   t.add(OpId::matmul, "transposed leaves", IN(leafT(N({4, 3}, 40)), leafT(N({2, 4}, 41))), FN(matmul(x[0], x[1])));
   t.add(OpId::matmul, "a^T b inside f", IN(leaf(N({4, 3}, 40)), leaf(N({4, 2}, 41))),
         FN(matmul(x[0].transpose(0, 1), x[1])));
@@ -488,8 +501,7 @@ std::vector<GradcheckEntry> build_table() {
 
   // Random normal values: ties within a window (where the gradient is not defined) do not occur.
   t.add(OpId::max_pool2d, "[1,1,4,4] k2", IN(leaf(N({1, 1, 4, 4}, 105))), FN(max_pool2d(x[0], 2)));
-  t.add(OpId::max_pool2d, "[2,3,5,5] k3 stride 2 pad 1", IN(leaf(N({2, 3, 5, 5}, 105))),
-        FN(max_pool2d(x[0], 3, 2, 1)));
+  t.add(OpId::max_pool2d, "[2,3,5,5] k3 stride 2 pad 1", IN(leaf(N({2, 3, 5, 5}, 105))), FN(max_pool2d(x[0], 3, 2, 1)));
   t.add(OpId::max_pool2d, "[2,2,5,6] k(2,3) stride (1,2) pad (1,1)", IN(leaf(N({2, 2, 5, 6}, 105))),
         FN(max_pool2d(x[0], {2, 3}, {1, 2}, {1, 1})));
   t.add(OpId::max_pool2d, "overlapping windows k3 stride 1, transposed leaf", IN(leafT(N({1, 2, 5, 4}, 105))),
