@@ -19,6 +19,8 @@ namespace mg {
   X(matmul) X(affine)                                                                                 \
   /* normalisation */                                                                                 \
   X(softmax) X(log_softmax) X(layer_norm)                                                             \
+  /* losses */                                                                                        \
+  X(cross_entropy_rows)                                                                               \
   /* indexing */                                                                                      \
   X(index_select) X(index_add) X(gather) X(scatter_add) X(embedding)                                  \
   /* joining */                                                                                       \

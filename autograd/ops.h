@@ -110,6 +110,13 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
                   const Tensor& bias = Tensor(), double eps = 1e-5);
 
+// ---- losses (ops_cross_entropy.cpp) ----
+// Cross-entropy of class-index targets along the last dim, one loss per row: logits [..., C]
+// floating, target int64 of shape logits.shape()[:-1]. Returns logsumexp(row) - row[target],
+// 0 where the target is ignore_index; any other target outside [0, C) throws. Fused forward and
+// first-order backward; differentiable to any order. nn::cross_entropy is built on it.
+Tensor cross_entropy_rows(const Tensor& logits, const Tensor& target, int64_t ignore_index = -100);
+
 // ---- indexing (ops_index.cpp); index tensors are int64 and never differentiated ----
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
 Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);

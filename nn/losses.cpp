@@ -60,16 +60,22 @@ struct PickedTargets {
   Tensor safe;   // targets with ignored ones replaced by class 0, so they can be gathered
 };
 
-PickedTargets pick_targets(const char* op, const Tensor& input, const Tensor& target, int64_t ignore_index) {
+// The targets' mask and gatherable indices, without checking their range.
+PickedTargets mark_targets(const Tensor& input, const Tensor& target, int64_t ignore_index) {
   Tensor valid = ne(target, full({}, static_cast<double>(ignore_index), kInt64, target.device()));
   Tensor safe = where(valid, target, zeros({}, kInt64, target.device()));
-  if (safe.numel() > 0) {
+  return {to_dtype(valid, input.dtype()), safe};
+}
+
+PickedTargets pick_targets(const char* op, const Tensor& input, const Tensor& target, int64_t ignore_index) {
+  PickedTargets picked = mark_targets(input, target, ignore_index);
+  if (picked.safe.numel() > 0) {
     const int64_t classes = input.size(class_dim(input));
-    const int64_t lo = amin(safe).item<int64_t>(), hi = amax(safe).item<int64_t>();
+    const int64_t lo = amin(picked.safe).item<int64_t>(), hi = amax(picked.safe).item<int64_t>();
     MG_CHECK(lo >= 0 && hi < classes, op, ": target ", lo < 0 ? lo : hi, " is out of range for ", classes,
              " classes (ignore_index is ", ignore_index, ")");
   }
-  return {to_dtype(valid, input.dtype()), safe};
+  return picked;
 }
 
 // The weight each element's target carries: 1 or weight[target], 0 where ignored.
@@ -77,6 +83,18 @@ Tensor target_weights(const PickedTargets& picked, const Tensor& weight) {
   if (!weight.defined()) return picked.valid;
   Tensor w = reshape(index_select(weight, 0, reshape(picked.safe, {-1})), picked.safe.shape());
   return picked.valid * w;
+}
+
+// Class-index targets without label smoothing: the fused per-row op (which checks the targets'
+// range), then class weights and the reduction as nll_loss applies them.
+Tensor cross_entropy_of_indices(const Tensor& input, const Tensor& target, const CrossEntropyOptions& options) {
+  check_index_target("cross_entropy", input, target);
+  Tensor losses = cross_entropy_rows(classes_last(input), target, options.ignore_index);
+  if (!options.weight.defined() && options.reduction != Reduction::Mean) return reduce(losses, options.reduction);
+  Tensor w = target_weights(mark_targets(input, target, options.ignore_index), options.weight);
+  if (options.weight.defined()) losses = losses * w;
+  if (options.reduction == Reduction::Mean) return sum(losses) / sum(w);
+  return reduce(losses, options.reduction);
 }
 
 }  // namespace
@@ -108,6 +126,7 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
   MG_CHECK(is_floating(input.dtype()) && input.dim() >= 1, op, ": input must be floating [N, C, ...] or [C], got ",
            describe(input));
   check_class_weight(op, options.weight, input);
+  if (!is_floating(target.dtype()) && s == 0.0) return cross_entropy_of_indices(input, target, options);
   const int64_t cdim = class_dim(input);
   const double classes = static_cast<double>(input.size(cdim));
   Tensor logp = log_softmax(input, cdim);

@@ -32,7 +32,8 @@ struct CrossEntropyOptions {
 
 // log_softmax over the class dim (1, or 0 for a 1-D input) followed by nll_loss. target is either
 // int64 class indices (shape as for nll_loss) or floating class probabilities of input's shape;
-// for probabilities Mean divides by the number of samples.
+// for probabilities Mean divides by the number of samples. Class indices without label smoothing
+// take one fused op per row (cross_entropy_rows in autograd/ops.h).
 Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntropyOptions& options = {});
 
 struct BceWithLogitsOptions {

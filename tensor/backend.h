@@ -96,6 +96,18 @@ class Backend {
   virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                           const Tensor& mean, const Tensor& rstd) = 0;
 
+  // Cross-entropy of each row of logits [rows, classes] (contiguous) with class-index targets
+  // [rows] (int64, contiguous; every entry is ignore_index or in [0, classes)): writes
+  // lse[r] = logsumexp(logits[r]) and loss[r] = lse[r] - logits[r, target[r]], 0 where the
+  // target is ignore_index (both [rows], contiguous, logits' dtype).
+  virtual void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, const Tensor& loss,
+                             const Tensor& lse) = 0;
+  // Its first-order backward, from the forward's lse and the gradient grad [rows] of the loss
+  // (contiguous): out[r, c] = grad[r] * (exp(logits[r, c] - lse[r]) - (c == target[r])), and 0 on
+  // rows whose target is ignore_index; out is [rows, classes], contiguous.
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& target, int64_t ignore_index,
+                                      const Tensor& lse, const Tensor& grad, const Tensor& out) = 0;
+
   // One Adam / AdamW step, in place, elementwise over param, grad, exp_avg, exp_avg_sq and (amsgrad)
   // max_exp_avg_sq: all contiguous, same shape and dtype. The arithmetic is that of the
   // composite update in nn/adam.cpp, operation for operation, in the tensors' dtype.

@@ -61,6 +61,21 @@ struct LayerNormResult {
 LayerNormResult layer_norm(const Tensor& x, int64_t normalized_dims, const Tensor& weight, const Tensor& bias,
                            double eps);
 
+// Cross-entropy of class-index targets along the last dim of logits [..., C] (kernels_cross_entropy.cpp):
+// target is int64 of shape logits.shape()[:-1], each entry ignore_index or in [0, C) (throws
+// naming the first that is neither). Returns the per-row loss logsumexp(row) - row[target], 0
+// where the target is ignore_index, and the per-row logsumexp (every row), both of target's
+// shape and logits' dtype.
+struct CrossEntropyResult {
+  Tensor loss, logsumexp;
+};
+CrossEntropyResult cross_entropy_rows(const Tensor& logits, const Tensor& target, int64_t ignore_index);
+// Its first-order gradient with respect to logits for a gradient grad of the loss:
+// grad[..., None] * (softmax(logits) - one_hot(target)), zero on rows whose target is ignored;
+// logsumexp is the forward's.
+Tensor cross_entropy_rows_backward(const Tensor& logits, const Tensor& target, int64_t ignore_index,
+                                   const Tensor& logsumexp, const Tensor& grad);
+
 // One in-place Adam step on param, exp_avg, exp_avg_sq (and max_exp_avg_sq when step.amsgrad):
 // all of param's shape, dtype and device, contiguous; grad of the same shape and dtype.
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,

@@ -337,6 +337,24 @@ std::vector<GradcheckEntry> build_table() {
   t.add(OpId::layer_norm, "only the parameters require grad", IN(N({3, 4}, 44), leaf(N({2, 4}, 45)), leaf(N({4}, 46))),
         FN(layer_norm(x[0], {4}, select(x[1], 0, 1), x[2])));
 
+  // ---------------------------------------------------------------- losses
+  t.add(OpId::cross_entropy_rows, "[3,4]", IN(leaf(N({3, 4}, 47)), I({1, 3, 0}, {3})),
+        FN(cross_entropy_rows(x[0], x[1])));
+  t.add(OpId::cross_entropy_rows, "[2,3,4]", IN(leaf(N({2, 3, 4}, 47)), I({0, 3, 2, 1, 1, 0}, {2, 3})),
+        FN(cross_entropy_rows(x[0], x[1])));
+  t.add(OpId::cross_entropy_rows, "[4,3] with an ignored target", IN(leaf(N({4, 3}, 47)), I({2, -100, 0, 1}, {4})),
+        FN(cross_entropy_rows(x[0], x[1], -100)));
+  t.add(OpId::cross_entropy_rows, "ignore_index is a class", IN(leaf(N({4, 3}, 47)), I({2, 1, 0, 1}, {4})),
+        FN(cross_entropy_rows(x[0], x[1], 1)));
+  t.add(OpId::cross_entropy_rows, "transposed leaf [4,3]^T", IN(leafT(N({4, 3}, 47)), I({0, 3, 1}, {3})),
+        FN(cross_entropy_rows(x[0], x[1])));
+  t.add(OpId::cross_entropy_rows, "strided leaf [3,9] step 2", IN(leafS(N({3, 9}, 47)), I({3, -100, 1}, {3})),
+        FN(cross_entropy_rows(x[0], x[1])));
+  t.add(OpId::cross_entropy_rows, "classes moved last inside f [2,3,2]",
+        IN(leaf(N({2, 3, 2}, 47)), I({2, 0, 1, 2}, {2, 2})), FN(cross_entropy_rows(x[0].transpose(1, 2), x[1])));
+  t.add(OpId::cross_entropy_rows, "1-D logits, 0-d target", IN(leaf(N({5}, 47)), I({3}, {})),
+        FN(cross_entropy_rows(x[0], x[1])));
+
   // ---------------------------------------------------------------- indexing (repeated indices)
   t.add(OpId::index_select, "dim 0 repeated", IN(leaf(N({4, 3}, 50)), I({2, 0, 2, 3}, {4})),
         FN(index_select(x[0], 0, x[1])));

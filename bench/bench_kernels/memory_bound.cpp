@@ -109,8 +109,8 @@ void BM_mg_layer_norm(benchmark::State& state) {
 BENCHMARK(BM_mg_layer_norm)->Name("layer_norm_f32_4096x1024_affine/mg")->UseRealTime();
 
 // Mean cross-entropy of class-index targets and its gradient with respect to the logits.
-// Bytes: the forward reads the logits, the backward reads them (or the saved log-probabilities)
-// and writes the gradient: 3 x 4 bytes per logit.
+// Bytes: the forward reads the logits, the backward reads them again and writes the gradient:
+// 3 x 4 bytes per logit.
 void BM_mg_cross_entropy(benchmark::State& state) {
   Tensor x = randn32({kRows, kCols}, 10).requires_grad_();
   mg::Generator gen(11);

@@ -51,6 +51,14 @@ class CpuBackend final : public Backend {
                   const Tensor& mean, const Tensor& rstd) override {
     cpu::layer_norm(x, weight, bias, eps, out, mean, rstd);
   }
+  void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, const Tensor& loss,
+                     const Tensor& lse) override {
+    cpu::cross_entropy(logits, target, ignore_index, loss, lse);
+  }
+  void cross_entropy_backward(const Tensor& logits, const Tensor& target, int64_t ignore_index, const Tensor& lse,
+                              const Tensor& grad, const Tensor& out) override {
+    cpu::cross_entropy_backward(logits, target, ignore_index, lse, grad, out);
+  }
   void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                  const Tensor& max_exp_avg_sq, const AdamStep& step) override {
     cpu::adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step);

@@ -35,6 +35,12 @@ void softmax_backward(const Tensor& y, const Tensor& grad, int dim, bool log, co
 void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                 const Tensor& mean, const Tensor& rstd);
 
+// cpu_cross_entropy.cpp
+void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, const Tensor& loss,
+                   const Tensor& lse);
+void cross_entropy_backward(const Tensor& logits, const Tensor& target, int64_t ignore_index, const Tensor& lse,
+                            const Tensor& grad, const Tensor& out);
+
 // cpu_adam.cpp
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                const Tensor& max_exp_avg_sq, const Backend::AdamStep& step);

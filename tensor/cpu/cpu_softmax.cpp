@@ -13,48 +13,12 @@
 
 #include "cpu_kernels.h"
 #include "simd.h"
+#include "softmax_rows.h"
 #include "strided_loop.h"
 #include "vec_math.h"
 
 namespace mg::cpu {
 namespace {
-
-// Helpers are always inlined: a call out of a cloned loop would run baseline code.
-// Lane sums go to double every this many elements, so long rows keep float32 rounding per block.
-constexpr int64_t kSumBlock = 4096;
-
-[[gnu::always_inline]] inline float row_max(const float* x, int64_t n) {
-  using namespace vec;
-  vf16 lanes = splat16(-std::numeric_limits<float>::infinity());
-  int64_t i = 0;
-  for (; i + kVecWidth <= n; i += kVecWidth) lanes = max16(load16(x + i), lanes);
-  float m = hmax16(lanes);
-  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
-  return m;
-}
-
-// sum(exp(x - shift)), storing the terms in y when y is not null.
-[[gnu::always_inline]] inline double exp_sum(const float* x, float shift, float* y, int64_t n) {
-  using namespace vec;
-  double total = 0.0;
-  int64_t i = 0;
-  while (i + kVecWidth <= n) {
-    const int64_t stop = std::min(n, i + kSumBlock);
-    vf16 lanes{};
-    for (; i + kVecWidth <= stop; i += kVecWidth) {
-      const vf16 e = exp16(load16(x + i) - shift);
-      if (y != nullptr) store16(y + i, e);
-      lanes += e;
-    }
-    total += hsum16(lanes);
-  }
-  for (; i < n; ++i) {
-    const float e = vec::exp_f32(x[i] - shift);
-    if (y != nullptr) y[i] = e;
-    total += static_cast<double>(e);
-  }
-  return total;
-}
 
 // rows rows of len elements, row r at x + r * ldx and y + r * ldy.
 MG_VECTORIZE void softmax_rows_f32(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t len,
@@ -130,7 +94,7 @@ void softmax_typed(const Tensor& x, int dim, bool log, const Tensor& out) {
   double total = 0.0;
   int64_t i = 0;
   while (i + kVecWidth <= n) {
-    const int64_t stop = std::min(n, i + kSumBlock);
+    const int64_t stop = std::min(n, i + kSoftmaxSumBlock);
     vf16 lanes{};
     for (; i + kVecWidth <= stop; i += kVecWidth) lanes += b != nullptr ? load16(a + i) * load16(b + i) : load16(a + i);
     total += hsum16(lanes);

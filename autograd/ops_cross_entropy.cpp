@@ -1,0 +1,39 @@
+// cross_entropy_rows: cross-entropy of class-index targets along the last dim, one loss per row,
+// as a single op: a fused forward kernel that also keeps each row's logsumexp. The gradient is
+//   dlogits = g[..., None] * (softmax(logits) - one_hot(target)),  0 on rows whose target is ignored
+// A first-order backward computes it in one fused kernel from the saved logits and logsumexp. A
+// recorded one (create_graph) writes it in differentiable ops, softmax recomputed from the
+// logits, so that its own derivative is exact: one-hot and mask are constants of the tape.
+#include "../tensor/kernels.h"
+#include "grad_mode.h"
+#include "ops.h"
+#include "record.h"
+
+namespace mg {
+namespace {
+
+// 1 on each row's target class, 0 elsewhere (and on whole rows whose target is no class).
+Tensor one_hot_like(const Tensor& target, const Tensor& logits) {
+  const Tensor classes = arange(static_cast<double>(logits.shape().back()), kInt64, target.device());
+  return to_dtype(eq(unsqueeze(target, -1), classes), logits.dtype());
+}
+
+}  // namespace
+
+Tensor cross_entropy_rows(const Tensor& logits, const Tensor& target, int64_t ignore_index) {
+  kernels::CrossEntropyResult r = kernels::cross_entropy_rows(logits, target, ignore_index);
+  if (should_record(logits))
+    record(OpId::cross_entropy_rows, {logits}, r.loss, {logits, target, r.logsumexp},
+           [ignore_index](const BackwardArgs& a) -> TensorList {
+             const Tensor& logits = a.saved[0];
+             const Tensor& target = a.saved[1];
+             if (!GradMode::is_enabled())
+               return {kernels::cross_entropy_rows_backward(logits, target, ignore_index, a.saved[2], a.grad)};
+             const Tensor kept = to_dtype(
+                 ne(target, full({}, static_cast<double>(ignore_index), kInt64, target.device())), logits.dtype());
+             return {(softmax(logits, -1) - one_hot_like(target, logits)) * unsqueeze(a.grad * kept, -1)};
+           });
+  return r.loss;
+}
+
+}  // namespace mg
