@@ -1,10 +1,21 @@
-// Convolution and pooling in 2-D. The only new primitives are unfold (im2col) and fold
-// (col2im), which are adjoint linear maps: each one's backward is the other, so a gradient of
-// any order through a convolution stays inside this pair plus matmul and reshape. conv2d is
-// unfold + matmul; max_pool2d is unfold (padding reading -inf) + max over each window.
+// Convolution and pooling in 2-D. The window primitives are unfold (im2col) and fold (col2im),
+// adjoint linear maps: each one's backward is the other, so a gradient of any order through a
+// window op stays inside this pair plus matmul and reshape.
+//
+// conv2d is one node that saves x and the weight, not the im2col columns: those are kh*kw times
+// the size of x, and kept for every convolution until the backward pass they would dominate the
+// tape's memory. With W the weight as [O, C*kh*kw] and g the output gradient as [N, O, L]:
+//   dx = fold(W^T g),  dweight = sum over the images of g unfold(x)^T,  dbias = sum of g over N, H, W
+// A first-order backward computes these with the grouped kernels of tensor/kernels_conv.cpp (as
+// the forward does), which never hold the whole batch's columns. A recorded one (create_graph)
+// writes them in differentiable ops, recomputing unfold(x) on the tape so that its own
+// derivative sees how the columns depend on x.
+//
+// max_pool2d is unfold (padding reading -inf) + max over each window.
 #include <limits>
 
 #include "../tensor/kernels.h"
+#include "grad_mode.h"
 #include "ops.h"
 #include "record.h"
 
@@ -69,7 +80,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d 
            describe(weight));
   MG_CHECK(weight.dtype() == x.dtype() && weight.device() == x.device(), "conv2d: input ", describe(x),
            " and weight ", describe(weight), " must have the same dtype and device");
-  const int64_t n = x.size(0), c = x.size(1), o = weight.size(0);
+  const int64_t c = x.size(1), o = weight.size(0);
   MG_CHECK(weight.size(1) == c, "conv2d: input ", describe(x), " has ", c, " channels but weight ", describe(weight),
            " expects ", weight.size(1));
   if (bias.defined()) {
@@ -79,11 +90,40 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d 
              " must have the input's dtype and device (", describe(x), ")");
   }
   const Window2d w = make_window("conv2d", {weight.size(2), weight.size(3)}, stride, padding, dilation);
-  Tensor cols = unfold_window(x, w, 0.0, "conv2d");  // [N, C*kh*kw, L]; validates the geometry
-  const int64_t oh = w.out_h(x.size(2)), ow = w.out_w(x.size(3));
-  // [O, C*kh*kw] @ [N, C*kh*kw, L]: one GEMM per image, the weight broadcast over the batch.
-  Tensor out = reshape(matmul(reshape(weight, {o, c * w.kh * w.kw}), cols), {n, o, oh, ow});
-  if (bias.defined()) out = out + reshape(bias, {o, 1, 1});
+  Tensor out = kernels::conv2d(x, weight, w);
+  if (bias.defined()) {
+    const Tensor per_channel = Tensor::make_view(bias, {o, 1, 1}, {bias.stride(0), 0, 0}, bias.offset());
+    out = kernels::binary(BinaryOp::Add, out, per_channel);
+  }
+  TensorList inputs{x, weight};
+  if (bias.defined()) inputs.push_back(bias);
+  if (!should_record_list(inputs)) return out;
+
+  const bool has_bias = bias.defined();
+  const int64_t height = x.size(2), width = x.size(3);
+  record(OpId::conv2d, inputs, out, {x, weight}, [w, has_bias, height, width](const BackwardArgs& a) -> TensorList {
+    const Tensor& x = a.saved[0];
+    const Tensor& weight = a.saved[1];
+    TensorList grads(has_bias ? 3 : 2);
+    if (has_bias && a.needs_input(2)) grads[2] = sum(a.grad, {0, 2, 3});
+    if (!GradMode::is_enabled()) {
+      if (a.needs_input(0)) grads[0] = kernels::conv2d_input_grad(a.grad, weight, height, width, w);
+      if (a.needs_input(1)) grads[1] = kernels::conv2d_weight_grad(a.grad, x, w);
+      return grads;
+    }
+    // The same gradients in differentiable ops, for create_graph.
+    const int64_t o = weight.size(0), rows = weight.size(1) * weight.size(2) * weight.size(3);
+    const Tensor g = reshape(a.grad, {x.size(0), o, a.grad.size(2) * a.grad.size(3)});  // [N, O, L]
+    if (a.needs_input(0))
+      grads[0] =
+          fold_window(matmul(transpose(reshape(weight, {o, rows}), 0, 1), g), height, width, w, "conv2d backward");
+    if (a.needs_input(1)) {
+      // Recorded, so that a higher-order gradient sees how the columns depend on x.
+      const Tensor cols = unfold_window(x, w, 0.0, "conv2d backward");
+      grads[1] = reshape(sum(matmul(g, transpose(cols, 1, 2)), {0}), weight.shape());
+    }
+    return grads;
+  });
   return out;
 }
 

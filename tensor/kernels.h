@@ -101,4 +101,16 @@ Tensor im2col(const Tensor& x, const Window2d& window, double pad_value = 0.0, s
 Tensor col2im(const Tensor& cols, int64_t height, int64_t width, const Window2d& window,
               std::string_view op = "fold2d");
 
+// Convolution (cross-correlation) as im2col + GEMM, a group of images at a time so that at most
+// about column_bytes of im2col columns exist at once (kernels_conv.cpp; one image per group when
+// a single image's columns exceed it). x [N,C,H,W], weight [O,C,kh,kw] -> [N,O,oh,ow], no bias.
+inline constexpr int64_t kConvColumnBytes = int64_t{8} << 20;
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Window2d& window, int64_t column_bytes = kConvColumnBytes);
+// Its gradients for an output gradient grad [N,O,oh,ow]: the input's [N,C,height,width] (W^T grad,
+// folded) and the weight's [O,C,kh,kw] (grad times the input's columns, summed over the images).
+Tensor conv2d_input_grad(const Tensor& grad, const Tensor& weight, int64_t height, int64_t width,
+                         const Window2d& window, int64_t column_bytes = kConvColumnBytes);
+Tensor conv2d_weight_grad(const Tensor& grad, const Tensor& x, const Window2d& window,
+                          int64_t column_bytes = kConvColumnBytes);
+
 }  // namespace mg::kernels

@@ -516,6 +516,11 @@ std::vector<GradcheckEntry> build_table() {
         FN(conv2d(x[0], x[1], x[2], 1, 2, 2)));
   t.add(OpId::conv2d, "only weight and bias require grad",
         IN(N({2, 2, 4, 4}, 102), leaf(N({3, 2, 3, 3}, 103)), leaf(N({3}, 104))), FN(conv2d(x[0], x[1], x[2], 1, 1)));
+  t.add(OpId::conv2d, "only the input requires grad", IN(leaf(N({2, 2, 4, 4}, 102)), N({3, 2, 3, 3}, 103), N({3}, 104)),
+        FN(conv2d(x[0], x[1], x[2], 1, 1)));
+  t.add(OpId::conv2d, "[3,2,7,6] * [2,2,2,3] + bias, stride (2,1) pad 1 dilation (2,1)",
+        IN(leaf(N({3, 2, 7, 6}, 102)), leaf(N({2, 2, 2, 3}, 103)), leaf(N({2}, 104))),
+        FN(conv2d(x[0], x[1], x[2], {2, 1}, 1, {2, 1})));
 
   // Random normal values: ties within a window (where the gradient is not defined) do not occur.
   t.add(OpId::max_pool2d, "[1,1,4,4] k2", IN(leaf(N({1, 1, 4, 4}, 105))), FN(max_pool2d(x[0], 2)));

@@ -26,6 +26,7 @@
 #include "../nn/max_pool2d.h"
 #include "../nn/safetensors.h"
 #include "../tensor/creation.h"
+#include "../tensor/kernels.h"
 
 namespace {
 
@@ -288,6 +289,31 @@ TEST_SUITE("nn.conv") {
       check_layer(c, dtype, "conv_s2_p0");
       Conv2d d(2, 3, {2, 3}, {1, 2}, {1, 0}, false);
       check_layer(d, dtype, "conv_k23_s12_p10_nobias");
+    }
+  }
+
+  TEST_CASE("conv2d kernels: a few images' columns at a time give the whole batch's im2col + GEMM") {
+    // Strided input, stride, padding and dilation; budgets of one image per group, of a few, and
+    // the default (one group).
+    const Tensor x = N({7, 3, 8, 9}, 20).transpose(2, 3);  // [7,3,9,8]
+    const Tensor weight = N({4, 3, 3, 2}, 21);
+    Window2d w;
+    w.kh = 3, w.kw = 2, w.sh = 2, w.sw = 1, w.ph = 1, w.pw = 1, w.dh = 1, w.dw = 2;
+    const int64_t oh = w.out_h(9), ow = w.out_w(8), rows = 3 * 3 * 2;
+    const Tensor g = N({7, 4, oh, ow}, 22);
+    // The one-group references, from the differentiable ops.
+    const Tensor cols = unfold2d(x, {3, 2}, {2, 1}, 1, {1, 2});
+    const Tensor w_mat = weight.reshape({4, rows});
+    const Tensor g_mat = g.reshape({7, 4, oh * ow});
+    const Tensor out = matmul(w_mat, cols).reshape({7, 4, oh, ow});
+    const Tensor dx = fold2d(matmul(w_mat.t(), g_mat), {9, 8}, {3, 2}, {2, 1}, 1, {1, 2});
+    const Tensor dweight = matmul(g_mat, cols.transpose(1, 2)).sum({0}).reshape(weight.shape());
+    const int64_t image_bytes = rows * oh * ow * 8;
+    for (int64_t budget : {int64_t{1}, 3 * image_bytes, kernels::kConvColumnBytes}) {
+      INFO("column bytes " << budget);
+      CHECK(max_abs(kernels::conv2d(x, weight, w, budget) - out) < 1e-12);
+      CHECK(max_abs(kernels::conv2d_input_grad(g, weight, 9, 8, w, budget) - dx) < 1e-12);
+      CHECK(max_abs(kernels::conv2d_weight_grad(g, x, w, budget) - dweight) < 1e-12);
     }
   }
 

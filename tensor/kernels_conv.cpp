@@ -1,0 +1,136 @@
+// Convolution kernels (declared in kernels.h): im2col + GEMM, a group of images at a time.
+//
+// The im2col columns of a whole batch are kh*kw times its input (9x for a 3x3 kernel), the
+// largest temporaries of a convolutional network. Working through the batch in groups keeps the
+// columns of only a few images alive at once, while each GEMM is still batched over a group's
+// images, so the arithmetic is that of one im2col + GEMM over the whole batch.
+#include <algorithm>
+
+#include "kernels.h"
+
+namespace mg::kernels {
+namespace {
+
+Backend& backend(const Tensor& t) { return backend_for(t.device()); }
+
+// Images [begin, begin + count) of an [N, ...] tensor: a view.
+Tensor images(const Tensor& t, int64_t begin, int64_t count) {
+  Shape shape = t.shape();
+  shape[0] = count;
+  return Tensor::make_view(t, shape, t.strides(), t.offset() + begin * t.strides()[0]);
+}
+
+// A contiguous tensor's view with a new shape of as many elements.
+Tensor view_as(const Tensor& t, const Shape& shape) {
+  return Tensor::make_view(t, shape, contiguous_strides(shape), t.offset());
+}
+
+// How many images a group holds: as many as have columns of [rows, length] within column_bytes,
+// at least one.
+int64_t group_size(int64_t n, int64_t rows, int64_t length, DType dtype, int64_t column_bytes) {
+  const int64_t per_image = std::max<int64_t>(1, rows * length * static_cast<int64_t>(element_size(dtype)));
+  return std::clamp<int64_t>(column_bytes / per_image, 1, std::max<int64_t>(n, 1));
+}
+
+void check_conv_operands(std::string_view op, const Tensor& x, const char* x_name, const Tensor& weight,
+                         const Window2d& window) {
+  check_defined(op, x, x_name);
+  check_defined(op, weight, "weight");
+  check_same_dtype(op, x, weight);
+  check_same_device(op, x, weight);
+  MG_CHECK(is_floating(x.dtype()), op, ": dtype ", x.dtype(), " is not supported (needs float32 or float64)");
+  MG_CHECK(x.dim() == 4 && weight.dim() == 4, op, ": expected a 4-D ", x_name, " and weight, got ", describe(x),
+           " and ", describe(weight));
+  MG_CHECK(weight.shape()[2] == window.kh && weight.shape()[3] == window.kw, op, ": weight ", describe(weight),
+           " does not match the window's kernel (", window.kh, ",", window.kw, ")");
+  check_window(op, window);
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Window2d& window, int64_t column_bytes) {
+  check_conv_operands("conv2d", x, "input", weight, window);
+  const int64_t n = x.shape()[0], c = x.shape()[1], o = weight.shape()[0];
+  MG_CHECK(weight.shape()[1] == c, "conv2d: input ", describe(x), " has ", c, " channels but weight ", describe(weight),
+           " expects ", weight.shape()[1]);
+  const int64_t oh = window.out_h(x.shape()[2]), ow = window.out_w(x.shape()[3]);
+  const int64_t rows = c * window.kh * window.kw, length = oh * ow;
+  Tensor out = Tensor::empty({n, o, oh, ow}, x.dtype(), x.device());
+  const Tensor w = view_as(contiguous(weight), {1, o, rows});
+  const int64_t group = group_size(n, rows, length, x.dtype(), column_bytes);
+  int64_t begin = 0;
+  do {  // at least once, so that im2col validates the geometry of an empty batch too
+    const int64_t count = std::min(group, n - begin);
+    const Tensor cols = im2col(images(x, begin, count), window, 0.0, "conv2d");
+    const Tensor dst = view_as(images(out, begin, count), {count, o, length});
+    if (dst.numel() > 0 && rows == 0) {
+      backend(dst).fill(dst, 0.0);
+    } else if (dst.numel() > 0) {  // [O, rows] @ [rows, L] for each image, the weight broadcast over the group
+      backend(dst).matmul(Tensor::make_view(w, {count, o, rows}, {0, rows, 1}, w.offset()), cols, dst);
+    }
+    begin += group;
+  } while (begin < n);
+  return out;
+}
+
+Tensor conv2d_input_grad(const Tensor& grad, const Tensor& weight, int64_t height, int64_t width,
+                         const Window2d& window, int64_t column_bytes) {
+  check_conv_operands("conv2d backward", grad, "grad", weight, window);
+  const int64_t n = grad.shape()[0], o = weight.shape()[0], c = weight.shape()[1];
+  const int64_t oh = window.out_h(height), ow = window.out_w(width);
+  MG_CHECK(grad.shape()[1] == o && grad.shape()[2] == oh && grad.shape()[3] == ow && oh > 0 && ow > 0,
+           "conv2d backward: grad ", describe(grad), " is not the output of weight ", describe(weight), " over a ",
+           height, "x", width, " input");
+  const int64_t rows = c * window.kh * window.kw, length = oh * ow;
+  Tensor dx = Tensor::empty({n, c, height, width}, grad.dtype(), grad.device());
+  if (dx.numel() == 0) return dx;
+  if (o == 0) {
+    backend(dx).fill(dx, 0.0);
+    return dx;
+  }
+  const Tensor w = view_as(contiguous(weight), {1, o, rows});
+  const Tensor g = view_as(contiguous(grad), {n, o, length});
+  const int64_t group = group_size(n, rows, length, grad.dtype(), column_bytes);
+  for (int64_t begin = 0; begin < n; begin += group) {
+    const int64_t count = std::min(group, n - begin);
+    // W^T [rows, O] @ g [O, L] for each image: the columns' gradient, folded back onto the image.
+    const Tensor cols = Tensor::empty({count, rows, length}, grad.dtype(), grad.device());
+    backend(cols).matmul(Tensor::make_view(w, {count, rows, o}, {0, 1, rows}, w.offset()), images(g, begin, count),
+                         cols);
+    backend(dx).col2im(cols, window, images(dx, begin, count));
+  }
+  return dx;
+}
+
+Tensor conv2d_weight_grad(const Tensor& grad, const Tensor& x, const Window2d& window, int64_t column_bytes) {
+  check_defined("conv2d backward", grad, "grad");
+  check_defined("conv2d backward", x, "input");
+  check_same_dtype("conv2d backward", grad, x);
+  check_same_device("conv2d backward", grad, x);
+  MG_CHECK(grad.dim() == 4 && x.dim() == 4 && grad.shape()[0] == x.shape()[0], "conv2d backward: grad ", describe(grad),
+           " and input ", describe(x), " must be 4-D with the same number of images");
+  const int64_t n = x.shape()[0], c = x.shape()[1], o = grad.shape()[1];
+  const int64_t rows = c * window.kh * window.kw, length = grad.shape()[2] * grad.shape()[3];
+  const Shape weight_shape{o, c, window.kh, window.kw};
+  if (n == 0 || length == 0 || o * rows == 0) {
+    Tensor zero = Tensor::empty(weight_shape, x.dtype(), x.device());
+    if (zero.numel() > 0) backend(zero).fill(zero, 0.0);
+    return zero;
+  }
+  const Tensor g = view_as(contiguous(grad), {n, o, length});
+  const int64_t group = group_size(n, rows, length, x.dtype(), column_bytes);
+  Tensor sum;
+  for (int64_t begin = 0; begin < n; begin += group) {
+    const int64_t count = std::min(group, n - begin);
+    const Tensor cols = im2col(images(x, begin, count), window, 0.0, "conv2d backward");  // [count, rows, L]
+    MG_CHECK(cols.shape()[2] == length, "conv2d backward: grad ", describe(grad), " is not the output of input ",
+             describe(x), " under this window");
+    const Tensor cols_t = Tensor::make_view(cols, {count, length, rows}, {rows * length, 1, length}, cols.offset());
+    // g [O, L] @ cols^T [L, rows] for each image, summed over the group, then over the groups.
+    const Tensor part = reduce(ReduceOp::Sum, matmul(images(g, begin, count), cols_t), {0}, false);
+    sum = sum.defined() ? binary(BinaryOp::Add, sum, part) : part;
+  }
+  return view_as(contiguous(sum), weight_shape);
+}
+
+}  // namespace mg::kernels
