@@ -8,9 +8,10 @@
 // in C++), so its last bit can differ from the other clones'. Kernels that must reproduce a
 // composite's rounding exactly (the optimizer step) are not cloned.
 // g++ only: clang (14) does not multiversion function templates, so there the loops are
-// compiled once for the baseline ISA.
+// compiled once for the baseline ISA. Not under ThreadSanitizer either: the loader runs the
+// (instrumented) ifunc resolvers before the sanitizer's runtime is up, and they crash.
 #if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(MG_NO_TARGET_CLONES)
+    !defined(MG_NO_TARGET_CLONES) && !defined(__SANITIZE_THREAD__)
 #define MG_VECTORIZE __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define MG_VECTORIZE
