@@ -129,7 +129,7 @@ Tensor TransformerClassifier::forward(const nn::Params& params, const Tensor& to
   const int64_t len = tokens.size(lead);
   MG_CHECK(len >= 1 && len <= options_.max_len, "TransformerClassifier: sequence length ", len,
            " is outside [1, max_len = ", options_.max_len, "]");
-  const Tensor is_pad = eq(tokens, scalar(static_cast<double>(options_.pad_id), kInt64));
+  const Tensor is_pad = eq(tokens, scalar(static_cast<double>(options_.pad_id), kInt64, tokens.device()));
   const DType dtype = pos.dtype();
   const Tensor keep = (1.0 - to_dtype(is_pad, dtype)).unsqueeze(-1);  // [..., L, 1]
   const Tensor counts = sum(keep, {lead});                            // [..., 1]

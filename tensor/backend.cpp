@@ -6,6 +6,10 @@
 #include "cpu/cpu_backend.h"
 #include "error.h"
 
+#if MG_HAVE_CUDA
+#include "../cuda/cuda_backend.h"
+#endif
+
 namespace mg {
 namespace {
 
@@ -20,6 +24,23 @@ int slot(DeviceType type) {
   return i;
 }
 
+// The CUDA backend registers itself the first time a CUDA device is asked for, not when the
+// library loads: a static library would drop a registration object nothing refers to, and
+// starting the CUDA driver costs a CPU-only program time it need not spend. Null when metagrad
+// was built without CUDA or no device is visible.
+Backend* cuda_backend_once() {
+#if MG_HAVE_CUDA
+  static Backend* const backend = [] {
+    Backend* b = cuda::backend_if_device_present();
+    if (b != nullptr) register_backend(DeviceType::CUDA, b);
+    return b;
+  }();
+  return backend;
+#else
+  return nullptr;
+#endif
+}
+
 }  // namespace
 
 Backend& backend_for(Device device) {
@@ -27,6 +48,13 @@ Backend& backend_for(Device device) {
   if (backend != nullptr) return *backend;
   // The CPU backend is always there; asking for it by function keeps it linked in.
   if (device.is_cpu()) return cpu_backend();
+  if (device.is_cuda()) {
+    if (Backend* cuda = cuda_backend_once()) return *cuda;
+#if MG_HAVE_CUDA
+    MG_FAIL("no kernels for device ", device, ": metagrad was built with CUDA, but no CUDA device is visible to",
+            " this process (no driver, no GPU, or CUDA_VISIBLE_DEVICES hides them)");
+#endif
+  }
   MG_FAIL("no kernels for device ", device, ": metagrad was built without CUDA (MG_CUDA=OFF)",
           " or the CUDA backend was not registered");
 }
@@ -36,7 +64,8 @@ void register_backend(DeviceType type, Backend* backend) {
 }
 
 bool has_backend(DeviceType type) {
-  return type == DeviceType::CPU || registry()[slot(type)].load(std::memory_order_acquire) != nullptr;
+  if (type == DeviceType::CPU || registry()[slot(type)].load(std::memory_order_acquire) != nullptr) return true;
+  return type == DeviceType::CUDA && cuda_backend_once() != nullptr;
 }
 
 const char* unary_op_name(UnaryOp op) {

@@ -20,7 +20,8 @@ struct MemoryStats {
   int64_t peak_allocated = 0;  // the most allocated reached since the last reset_peak_memory_stats()
 };
 
-// Only the CPU allocator keeps statistics; other devices are an mg::Error. Thread-safe.
+// The CPU allocator and, in a build with CUDA, the CUDA caching allocator of each visible device
+// (cuda/cuda_allocator.h has its full statistics); anything else is an mg::Error. Thread-safe.
 MemoryStats memory_stats(Device device = kCPU);
 // Restarts peak_allocated from what is allocated now.
 void reset_peak_memory_stats(Device device = kCPU);
