@@ -70,8 +70,8 @@ std::vector<FlagSpec> train_flags() {
        true},
       {"tasks-looped", "run the tasks of a meta-batch one after another (the default for convolutional models)", true},
       {"tasks-in-turn",
-       "a looped meta-batch runs one task at a time, each op on every thread (default: the tasks "
-       "run on the threads, one task per thread, where the model allows)",
+       "a looped meta-batch runs one task at a time, each op on every thread (default: models of 16K "
+       "parameters or more run their tasks on the threads, one task per thread)",
        true},
       {"inner-optimizer", "sgd | momentum | adam: the differentiable inner-loop update (default sgd)", false, "NAME"},
       {"per-step-lr", "MAML++: learn one inner learning rate per parameter tensor and step", true},
@@ -173,7 +173,7 @@ int train_command(const std::vector<std::string>& args) {
            "--task-batched and --tasks-looped contradict each other");
   if (a.flag("task-batched")) config.batching = meta::Batching::TaskBatched;
   if (a.flag("tasks-looped")) config.batching = meta::Batching::Looped;
-  config.tasks_on_threads = !a.flag("tasks-in-turn");
+  if (a.flag("tasks-in-turn")) config.task_threads = meta::TaskThreads::Off;
   config.checkpoint_inner = a.flag("checkpoint-inner");
   config.per_step_lrs = a.flag("per-step-lr");
   config.multi_step_anneal = a.integer("multi-step-loss", 0, 0);

@@ -12,7 +12,7 @@
 // pass into the meta-parameters; the outer optimizer and task sampling are not part of it (the
 // tasks are made once, outside the timed loop). Variants, named <workload>/<mg|torch>/<path>:
 //   mg/looped   maml_task_loss per task, backward per task (meta::Trainer's Batching::Looped with
-//               tasks_on_threads off: each op on every thread);
+//               TaskThreads::Off: each op on every thread);
 //   mg/threads  the same loop with the tasks on the threads, one task per thread, per-task
 //               gradients summed in task order (meta/task_parallel.h; the trainer's default loop);
 //   mg/batched  maml_batched_loss over the meta-batch (Batching::TaskBatched);

@@ -35,6 +35,12 @@ int task_threads(const nn::Module& model, int64_t tasks) {
   return static_cast<int>(std::min<int64_t>(num_threads(), tasks));
 }
 
+bool tasks_on_threads_pay(const nn::Module& model) {
+  int64_t parameters = 0;
+  for (const auto& [name, p] : model.named_parameters()) parameters += p.numel();
+  return parameters >= kThreadedTaskMinParameters;
+}
+
 void for_each_task(int64_t tasks, int threads, const std::function<void(int64_t)>& task) {
   if (threads <= 1 || tasks <= 1) {
     for (int64_t t = 0; t < tasks; ++t) task(t);

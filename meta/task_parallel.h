@@ -15,9 +15,17 @@
 
 namespace mg::meta {
 
-// How many threads the tasks of a looped meta-batch get: min(num_threads(), tasks) when the
+// How many threads the tasks of a looped meta-batch can get: min(num_threads(), tasks) when the
 // model's forward may run concurrently (nn::Module::concurrent_forward), else 1.
 int task_threads(const nn::Module& model, int64_t tasks);
+
+// Whether putting tasks on threads is expected to pay for this model: it has at least
+// kThreadedTaskMinParameters parameters. Below that a task's ops take microseconds each, and
+// threads recording at once contend for the allocator and the shared parameters' reference
+// counts more than they gain (bench/RESULTS.md: W-sin's 1.7K-parameter MLP ran 0.73x as fast on
+// 2 threads as in turn; W-tf's transformer 1.67x and W-omni's conv4 1.15x as fast).
+inline constexpr int64_t kThreadedTaskMinParameters = 16384;
+bool tasks_on_threads_pay(const nn::Module& model);
 
 // Runs task(t) for t = 0 .. tasks-1 on up to `threads` OpenMP threads (in turn on the calling
 // thread when threads <= 1). Each task sees the caller's grad mode and anomaly mode. Buffer

@@ -263,7 +263,15 @@ double Trainer::maml_family_step(const TaskBatch& batch, const nn::TensorDict& p
 }
 
 int Trainer::task_threads(int64_t tasks) const {
-  return config_.tasks_on_threads ? meta::task_threads(model_, tasks) : 1;
+  switch (config_.task_threads) {
+    case TaskThreads::Off:
+      return 1;
+    case TaskThreads::Auto:
+      return tasks_on_threads_pay(model_) ? meta::task_threads(model_, tasks) : 1;
+    case TaskThreads::On:
+      return meta::task_threads(model_, tasks);
+  }
+  return 1;
 }
 
 TensorList Trainer::outer_leaves(const nn::TensorDict& params) const {

@@ -25,6 +25,7 @@ namespace mg::meta {
 enum class Algorithm { Maml, FoMaml, MetaSgd, Anil, Reptile, ProtoNet, IMaml };
 enum class LossKind { Mse, CrossEntropy };
 enum class Batching { Auto, Looped, TaskBatched };
+enum class TaskThreads { Auto, On, Off };
 
 const char* algorithm_name(Algorithm algorithm);
 // The inverse of algorithm_name; throws mg::Error listing the known names.
@@ -51,10 +52,12 @@ struct TrainerConfig {
   // measured to pay (models without convolutions: bench/RESULTS.md) unless the inner loop is
   // checkpointed; the other algorithms always loop.
   Batching batching = Batching::Looped;
-  // A looped meta-batch (and evaluation) runs its tasks on OpenMP threads, one task per thread,
-  // where the model allows it (meta/task_parallel.h): the same result to the bit, with as many
-  // task graphs alive as threads. false: tasks in turn, each op using every thread.
-  bool tasks_on_threads = true;
+  // Whether a looped meta-batch (and evaluation) runs its tasks on OpenMP threads, one task per
+  // thread (meta/task_parallel.h): the same result to the bit, with as many task graphs alive as
+  // threads. Auto: where the model allows it and is large enough for it to pay
+  // (meta::tasks_on_threads_pay); On: wherever the model allows it; Off: tasks in turn, each op
+  // using every thread.
+  TaskThreads task_threads = TaskThreads::Auto;
   InnerOptimizer inner_optimizer = InnerOptimizer::Sgd;  // differentiable SGD, momentum or Adam
   // Recompute inner steps during backward instead of storing them: memory flat in inner steps.
   bool checkpoint_inner = false;

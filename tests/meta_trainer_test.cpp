@@ -479,9 +479,9 @@ TEST_SUITE("meta.trainer") {
       config.inner_lr = 0.1;
       config.inner_steps = 2;
       config.meta_batch = 5;
-      config.tasks_on_threads = false;
+      config.task_threads = meta::TaskThreads::Off;
       meta::Trainer serial(*serial_model, *serial_tasks, held_out.get(), config);
-      config.tasks_on_threads = true;
+      config.task_threads = meta::TaskThreads::On;
       meta::Trainer threaded(*threaded_model, *threaded_tasks, held_out.get(), config);
       set_num_threads(2);
       CHECK(threaded.task_threads(5) == 2);
@@ -509,8 +509,16 @@ TEST_SUITE("meta.trainer") {
     Generator gen(1);
     auto dropout_model = nn::make_mlp({.sizes = {2, 8, 2}, .dropout = 0.5}, &gen);
     SignSampler train(1);
-    meta::Trainer with_dropout(*dropout_model, train, nullptr, base_config(meta::Algorithm::Maml, 1));
+    meta::TrainerConfig on = base_config(meta::Algorithm::Maml, 1);
+    on.task_threads = meta::TaskThreads::On;
+    meta::Trainer with_dropout(*dropout_model, train, nullptr, on);
     CHECK(with_dropout.task_threads(4) == 1);
+    // Auto: small models keep their tasks in turn, where threads would cost more than they gain.
+    auto small = nn::make_mlp({.sizes = {2, 8, 2}}, &gen), large = nn::make_mlp({.sizes = {2, 128, 128, 2}}, &gen);
+    meta::TrainerConfig automatic = base_config(meta::Algorithm::Maml, 1);
+    set_num_threads(2);
+    CHECK(meta::Trainer(*small, train, nullptr, automatic).task_threads(4) == 1);
+    CHECK(meta::Trainer(*large, train, nullptr, automatic).task_threads(4) == 2);
     set_num_threads(threads_before);
   }
 
