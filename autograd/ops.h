@@ -99,7 +99,7 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // and bias [out], or per task weight [T, out, in] with x [T, ..., in] and bias [T, out]; bias may be undefined.
 Tensor affine(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
-// ---- normalisation (ops_softmax.cpp, ops_layer_norm.cpp, ops_batch_norm.cpp) ----
+// ---- normalisation (ops_softmax.cpp, ops_layer_norm.cpp) ----
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 // torch.nn.functional.layer_norm: normalises over the last normalized_shape.size() dims (biased
@@ -108,15 +108,6 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 // [T, ...] parameters.
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
                   const Tensor& bias = Tensor(), double eps = 1e-5);
-// Normalisation with the batch's own statistics: x normalised over dims (biased variance), then
-// multiplied by scale and shifted by shift, both optional and broadcasting against x ([C,1,1]
-// for NCHW over dims {0,2,3}). One node that saves x and the statistics; mean and var are the
-// batch's statistics (keepdim, constants of the tape) for running averages.
-struct NormalizedBatch {
-  Tensor out, mean, var;
-};
-NormalizedBatch batch_norm(const Tensor& x, const std::vector<int64_t>& dims, const Tensor& scale = Tensor(),
-                           const Tensor& shift = Tensor(), double eps = 1e-5);
 
 // ---- losses (ops_cross_entropy.cpp) ----
 // Cross-entropy of class-index targets along the last dim, one loss per row: logits [..., C]

@@ -46,13 +46,6 @@ TEST_SUITE("errors") {
     CHECK_MG_ERROR(pow(F({2}), F({3})), "pow");
   }
 
-  TEST_CASE("batch_norm dims") {
-    CHECK_MG_ERROR(batch_norm(F({2, 3}), {}), "batch_norm", "no dims");
-    CHECK_MG_ERROR(batch_norm(F({2, 3}), {0, 2}), "batch_norm", "distinct dims", "got 2");
-    CHECK_MG_ERROR(batch_norm(F({2, 3}), {0, 0}), "batch_norm", "distinct dims");
-    CHECK_MG_ERROR(batch_norm(F({2, 3}, kInt64), {0}), "batch_norm", "floating");
-  }
-
   TEST_CASE("affine (linear layer) shapes") {
     CHECK_MG_ERROR(affine(F({3, 4}), F({5, 3})), "affine: input [3,4]", "last dim must be 3");
     CHECK_MG_ERROR(affine(F({3, 4}), F({4})), "affine: weight must be", "[4]");
