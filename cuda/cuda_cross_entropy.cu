@@ -11,15 +11,6 @@
 namespace mg::cuda {
 namespace {
 
-template <int RowThreads>
-__device__ __forceinline__ int64_t first_row() {
-  return int64_t{blockIdx.x} * (blockDim.x / RowThreads) + threadIdx.x / RowThreads;
-}
-template <int RowThreads>
-__device__ __forceinline__ int64_t row_step() {
-  return int64_t{gridDim.x} * (blockDim.x / RowThreads);
-}
-
 //   lse = max + log(sum(exp(x - max))),  loss = lse - x[target]  (0 where ignored)
 template <typename T, int RowThreads>
 __global__ void cross_entropy_kernel(const T* logits, const int64_t* target, T* loss, T* lse, int64_t nrows,

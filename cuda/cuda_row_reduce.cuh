@@ -42,4 +42,15 @@ struct MaxOp {
 inline constexpr int64_t kWarpRowLimit = 1024;
 inline constexpr int kBlockRowThreads = 256;
 
+// A grid-stride loop over rows with RowThreads threads per row: the first row of this thread's
+// group, and the step to its next one.
+template <int RowThreads>
+__device__ __forceinline__ int64_t first_row() {
+  return int64_t{blockIdx.x} * (blockDim.x / RowThreads) + threadIdx.x / RowThreads;
+}
+template <int RowThreads>
+__device__ __forceinline__ int64_t row_step() {
+  return int64_t{gridDim.x} * (blockDim.x / RowThreads);
+}
+
 }  // namespace mg::cuda

@@ -12,15 +12,6 @@
 namespace mg::cuda {
 namespace {
 
-template <int RowThreads>
-__device__ __forceinline__ int64_t first_row() {
-  return int64_t{blockIdx.x} * (blockDim.x / RowThreads) + threadIdx.x / RowThreads;
-}
-template <int RowThreads>
-__device__ __forceinline__ int64_t row_step() {
-  return int64_t{gridDim.x} * (blockDim.x / RowThreads);
-}
-
 template <typename T, int RowThreads>
 __global__ void softmax_kernel(const T* x, T* out, Geometry<2> rows, int64_t nrows, int64_t len, int64_t sx, int64_t so,
                                bool log) {
