@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "device.h"
+#include "random_kind.h"
 
 namespace mg {
 
@@ -27,7 +28,6 @@ enum class BinaryOp : uint8_t {
   Count
 };
 enum class ReduceOp : uint8_t { Sum, Max, Min, Count };
-enum class RandomKind : uint8_t { Uniform, Normal, Integer };
 
 // A 2-D sliding window over the last two dims of an NCHW tensor (unfold/fold, convolution,
 // pooling): kernel, stride, padding and dilation per axis, all validated by tensor/kernels.cpp.
