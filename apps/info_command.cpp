@@ -22,8 +22,10 @@ int info_command(const std::vector<std::string>& args) {
             << "  cuda           "
             << (b.cuda_compiled ? "compiled, " + std::to_string(b.cuda_devices) + " device(s) visible"
                                 : std::string("not compiled"))
-            << "\n"
-            << "  dtypes         float32, float64, int64\n";
+            << "\n";
+  if (b.cuda_compiled) std::cout << "  cuda versions  " << b.cuda_versions << "\n";
+  for (const std::string& line : b.cuda_device_lines) std::cout << "  gpu            " << line << "\n";
+  std::cout << "  dtypes         float32, float64, int64\n";
   return 0;
 }
 

@@ -82,6 +82,11 @@ std::vector<FlagSpec> train_flags() {
       {"cg-steps", "imaml: conjugate-gradient steps (default 5)", false, "N"},
       {"seed", "initialisation and task-stream seed (default 0)", false, "N"},
       {"threads", "CPU threads (default: OpenMP's default)", false, "N"},
+      {"device", "where the model and tasks live: cpu, cuda or cuda:N (default cpu)", false, "DEVICE"},
+      {"device-graph",
+       "with --device cuda: record the task-batched meta-step as a CUDA graph on the second iteration and replay "
+       "it after (fixed shapes, no dropout)",
+       true},
       {"out", "output folder (default runs/<task>-<algo>)", false, "DIR"},
       {"resume", "continue the run in --out from its last checkpoint", true},
       {"help", "this list", true},
@@ -118,6 +123,13 @@ std::string held_out_languages(const meta::TaskSampler* test) {
   std::string out = "test languages";
   for (const std::string& language : words->languages()) out += " " + language;
   return out + "\n";
+}
+
+std::string device_description(Device device, const BuildInfo& build) {
+  if (device.is_cpu()) return "cpu";
+  for (const std::string& line : build.cuda_device_lines)
+    if (line.rfind(device.str() + " ", 0) == 0) return line;
+  return device.str();
 }
 
 std::string fixed(double v, int digits) {
@@ -174,6 +186,9 @@ int train_command(const std::vector<std::string>& args) {
   if (a.flag("task-batched")) config.batching = meta::Batching::TaskBatched;
   if (a.flag("tasks-looped")) config.batching = meta::Batching::Looped;
   if (a.flag("tasks-in-turn")) config.task_threads = meta::TaskThreads::Off;
+  const Device device(a.text("device", "cpu"));
+  config.device_graph = a.flag("device-graph");
+  MG_CHECK(!config.device_graph || device.is_cuda(), "--device-graph records CUDA work; it needs --device cuda");
   config.checkpoint_inner = a.flag("checkpoint-inner");
   config.per_step_lrs = a.flag("per-step-lr");
   config.multi_step_anneal = a.integer("multi-step-loss", 0, 0);
@@ -205,6 +220,8 @@ int train_command(const std::vector<std::string>& args) {
   std::unique_ptr<meta::TaskSampler> val_sampler = source.sampler(Part::Val, stream + 1, spec.eval_queries);
   std::unique_ptr<meta::TaskSampler> test_sampler = source.sampler(Part::Test, stream + 2, spec.eval_queries);
   std::shared_ptr<nn::Module> model = build_model(spec, spec.seed);
+  // Built on the CPU from the seed, then moved: the same initial weights on every device.
+  if (!device.is_cpu()) model->to(device);
 
   const std::filesystem::path dir(out_dir);
   const std::filesystem::path last = dir / "last.safetensors";
@@ -234,6 +251,8 @@ int train_command(const std::vector<std::string>& args) {
           << "batchnorm " << batchnorm_description(spec) << "\n"
           << "build " << build.compiler << " " << build.build_type << ", cpu kernels " << build.simd << ", "
           << num_threads() << " threads, cuda " << (build.cuda_compiled ? "compiled" : "not compiled") << "\n"
+          << "device " << device_description(device, build) << (config.device_graph ? ", meta-step replayed as a graph" : "")
+          << "\n"
           << "output " << out_dir
           << (a.flag("resume") ? " (resumed at iteration " + std::to_string(trainer.iteration()) + ")" : "") << "\n";
   std::cout << summary.str() << std::endl;
@@ -241,7 +260,7 @@ int train_command(const std::vector<std::string>& args) {
 
   g_stop.store(false);
   std::signal(SIGINT, on_interrupt);
-  reset_peak_memory_stats();
+  reset_peak_memory_stats(device);
   const bool finished = trainer.train();
   std::signal(SIGINT, SIG_DFL);
 
@@ -252,7 +271,7 @@ int train_command(const std::vector<std::string>& args) {
                                    std::string(task_name(spec.task)) + " " + meta::algorithm_name(spec.algorithm));
   summary << "iterations " << trainer.iteration() << "/" << config.iterations << " in "
           << fixed(trainer.train_seconds(), 1) << " s of training, peak tensor memory "
-          << fixed(static_cast<double>(memory_stats().peak_allocated) / (1 << 20), 1) << " MiB\n";
+          << fixed(static_cast<double>(memory_stats(device).peak_allocated) / (1 << 20), 1) << " MiB\n";
   if (val_sampler && std::isfinite(trainer.best_eval_loss()))
     summary << "best validation " << format_eval(trainer.best_eval(), classification) << "\n";
   if (!finished) {

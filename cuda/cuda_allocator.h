@@ -43,4 +43,13 @@ void* allocate(int device, std::size_t nbytes, CUstream_st* stream);
 // without waiting: work already issued on that stream runs before anything issued later.
 void deallocate(int device, void* ptr);
 
+// Graph pools. While a graph is captured on a device, every allocation on it is served from a
+// pool of that graph, and every block freed meanwhile joins the pool: a replay writes the very
+// blocks the capture used, so nothing else may be handed them while the graph exists. Blocks of
+// the pool freed later return to the pool too; release_graph_pool gives them all back to the
+// shared cache once the graph is destroyed. empty_cache never frees a live pool's blocks.
+int begin_graph_pool(int device);  // a new pool; allocations on device come from it until end
+void end_graph_pool(int device);
+void release_graph_pool(int device, int pool);
+
 }  // namespace mg::cuda

@@ -4,6 +4,7 @@
 #include "../tensor/tensor.h"
 #include "cuda_allocator.h"
 #include "cuda_context.h"
+#include "cuda_graph.h"
 #include "cuda_kernels.h"
 
 namespace mg::cuda {
@@ -30,6 +31,9 @@ class CudaBackend final : public Backend {
       copy_same_device(src, dst);
     else
       copy_across_devices(src, dst);
+  }
+  std::unique_ptr<DeviceGraph> capture_graph(Device device, const std::function<void()>& work) override {
+    return cuda::capture_graph(device.index, work);
   }
   void fill(const Tensor& dst, double value) override {
     DeviceGuard guard(index_of(dst));

@@ -16,7 +16,11 @@ struct DeviceState {
   std::once_flag stream_once, cublas_once;
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
+  void* cublas_workspace = nullptr;
 };
+
+// What cuBLAS asks for on Hopper (4 MiB per stream plus its split-K buffers).
+constexpr std::size_t kCublasWorkspaceBytes = std::size_t{32} << 20;
 
 std::array<DeviceState, kMaxDevices>& states() {
   static auto* all = new std::array<DeviceState, kMaxDevices>();  // never destroyed, see the header
@@ -59,6 +63,9 @@ cublasHandle_t cublas_for(int device) {
     DeviceGuard guard(device);
     MG_CUBLAS_CHECK("matmul", cublasCreate(&s.cublas));
     MG_CUBLAS_CHECK("matmul", cublasSetStream(s.cublas, stream_for(device)));
+    // A workspace of our own, so that cuBLAS never allocates one while a graph is captured.
+    MG_CUDA_CHECK("matmul", cudaMalloc(&s.cublas_workspace, kCublasWorkspaceBytes));
+    MG_CUBLAS_CHECK("matmul", cublasSetWorkspace(s.cublas, s.cublas_workspace, kCublasWorkspaceBytes));
   });
   return s.cublas;
 }

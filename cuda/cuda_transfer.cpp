@@ -5,6 +5,7 @@
 #include "../tensor/cpu/cpu_backend.h"
 #include "cuda_check.h"
 #include "cuda_context.h"
+#include "cuda_graph.h"
 #include "cuda_kernels.h"
 
 namespace mg::cuda {
@@ -28,6 +29,9 @@ bool takes_bytes_of(const Tensor& dst, const Tensor& src) { return dst.is_contig
 
 void host_to_device(const Tensor& src, const Tensor& dst) {
   const int device = dst.device().index;
+  MG_CHECK(!capturing(device), "to: a copy from the host to cuda:", device,
+           " while a graph is captured there; a replay would copy stale host memory. Make the tensor on the ",
+           "device before the capture");
   const Tensor from = dense(src);
   const Tensor to = takes_bytes_of(dst, src) ? dst : Tensor::empty(dst.shape(), src.dtype(), dst.device());
   // From pageable memory (the CPU allocator's) the call returns once the bytes are staged, so
@@ -39,6 +43,9 @@ void host_to_device(const Tensor& src, const Tensor& dst) {
 
 void device_to_host(const Tensor& src, const Tensor& dst) {
   const int device = src.device().index;
+  MG_CHECK(!capturing(device), "to: a read of cuda:", device,
+           " on the host (item(), to(cpu)) while a graph is captured there; nothing has run yet. Read the ",
+           "results after a replay");
   const Tensor from = dense(src);
   const Tensor to = takes_bytes_of(dst, src) ? dst : Tensor::empty(dst.shape(), src.dtype(), kCPU);
   MG_CUDA_CHECK("to", cudaMemcpyAsync(to.raw_data(), from.raw_data(), byte_count(from), cudaMemcpyDeviceToHost,

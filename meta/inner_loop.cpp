@@ -285,7 +285,7 @@ Adaptation adapt_checkpointed(nn::Module& model, const nn::TensorDict& params, c
     StepInputs in{result.params, entries(result.params, setup.names), state, setup.rates};
     TensorList out =
         checkpoint(fn, pack_inputs(in, support_x, support_y), {.name = "adapt: inner step " + std::to_string(step)});
-    result.support_losses.push_back(out.back().item());
+    result.support_losses.push_back(out.back().detach());
     nn::TensorDict next = result.params;
     for (std::size_t i = 0; i < k; ++i) next.set(setup.names[i], out[i]);
     state.first.assign(out.begin() + k, out.begin() + k + first_slots);
@@ -313,7 +313,7 @@ Adaptation adapt(nn::Module& model, const nn::TensorDict& params, const Tensor& 
     StepInputs in{result.params, entries(result.params, s.names), std::move(state), s.rates};
     StepOutputs out =
         inner_step(model, in, support_x, support_y, loss, options, step, options.second_order, GradMode::is_enabled());
-    result.support_losses.push_back(out.support_loss.item());
+    result.support_losses.push_back(out.support_loss.detach());
     nn::TensorDict next = result.params;
     for (std::size_t i = 0; i < s.names.size(); ++i) next.set(s.names[i], out.adapted[i]);
     state = std::move(out.state);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "../autograd/node.h"
 #include "../nn/module.h"
 #include "../nn/tensor_dict.h"
 
@@ -72,7 +73,9 @@ nn::TensorDict make_learned_lrs(const nn::TensorDict& params, const InnerLoopOpt
 struct Adaptation {
   nn::TensorDict params;                // after the last step
   std::vector<nn::TensorDict> history;  // after each step (only when asked for)
-  std::vector<double> support_losses;   // before each step
+  // Before each step, detached scalars on the parameters' device: reading them is left to the
+  // caller, so that a GPU inner loop never waits for the host.
+  TensorList support_losses;
 };
 
 // Runs options.steps steps of options.optimizer on L_support from params. Before step s the model

@@ -70,8 +70,8 @@ BatchedTaskLoss maml_batched_loss(nn::Module& model, const nn::TensorDict& param
   const Adaptation adapted = adapt(model, expand_for_tasks(params, tasks), batch.support_x, batch.support_y, summed,
                                    options.inner, learned_lrs, multi_step);
   BatchedTaskLoss result;
-  for (double summed : adapted.support_losses) result.support_losses.push_back(summed / static_cast<double>(tasks));
-  result.task_query_losses.assign(static_cast<std::size_t>(tasks), 0.0);
+  for (const Tensor& summed : adapted.support_losses)
+    result.support_losses.push_back(summed / static_cast<double>(tasks));
 
   // One query pass of every task (weight: MAML++'s weight of this step's loss, 1 for plain MAML).
   auto add_query_pass = [&](const nn::TensorDict& fast, double weight) {
@@ -81,9 +81,8 @@ BatchedTaskLoss maml_batched_loss(nn::Module& model, const nn::TensorDict& param
     if (multi_step) term = term * weight;
     result.query_loss = result.query_loss.defined() ? result.query_loss + term : term;
     result.query_output = output.detach();
-    const std::vector<double> values = per_task.detach().to_vector();
-    for (int64_t t = 0; t < tasks; ++t)
-      result.task_query_losses[static_cast<std::size_t>(t)] += weight * values[static_cast<std::size_t>(t)];
+    const Tensor values = multi_step ? per_task.detach() * weight : per_task.detach();
+    result.task_query_losses = result.task_query_losses.defined() ? result.task_query_losses + values : values;
   };
   if (!multi_step) {
     add_query_pass(adapted.params, 1.0);

@@ -39,8 +39,11 @@ Tensor batched_cross_entropy(const Tensor& logits, const Tensor& target);
 struct BatchedTaskLoss {
   Tensor query_loss;    // mean over tasks of each task's query loss, differentiable (params, learned rates)
   Tensor query_output;  // the adapted models' outputs on the query sets, [T, Nq, ...] (detached)
-  std::vector<double> task_query_losses;  // each task's query loss
-  std::vector<double> support_losses;     // mean over tasks, before each inner step
+  // Each task's query loss, [T] (detached; for MAML++ the weighted sum over steps), and the mean
+  // over tasks of the support loss before each inner step (detached scalars). Left on the device:
+  // reading them is the caller's choice.
+  Tensor task_query_losses;
+  TensorList support_losses;
 };
 
 // maml_task_loss for all tasks of the batch at once: query_loss is the mean over tasks of what

@@ -201,6 +201,17 @@ Trainer::Trainer(nn::Module& model, TaskSampler& train_sampler, const TaskSample
     for (const auto& [name, lr] : learned_lrs_) outer.insert(kLrsPrefix + name, lr);
   }
   optimizer_ = std::make_unique<nn::Adam>(outer, nn::AdamOptions{.lr = config_.outer_lr});
+
+  device_ = model_.device();
+  if (config_.device_graph) {
+    MG_CHECK(device_.is_cuda(), "Trainer: device graphs need a model on a CUDA device; this one is on ", device_);
+    MG_CHECK(task_batched_, "Trainer: device graphs record the task-batched step of the MAML family (maml, fomaml, ",
+             "metasgd, anil); '", algorithm_name(config_.algorithm), "' with ",
+             config_.checkpoint_inner ? "a checkpointed inner loop" : "looped tasks", " cannot be recorded");
+    MG_CHECK(config_.multi_step_anneal == 0,
+             "Trainer: device graphs replay fixed loss weights; MAML++'s annealed multi-step loss changes them every "
+             "iteration");
+  }
 }
 
 std::string Trainer::fingerprint(const nn::Module& model) {
@@ -213,8 +224,11 @@ Tensor Trainer::task_loss(const Tensor& output, const Tensor& target) const {
   return config_.loss == LossKind::Mse ? nn::mse_loss(output, target) : nn::cross_entropy(output, target);
 }
 
+TaskBatch Trainer::on_device(const TaskBatch& batch) const { return device_.is_cpu() ? batch : batch.to(device_); }
+
 double Trainer::step() {
-  const TaskBatch batch = train_sampler_.next_batch(config_.meta_batch);
+  const TaskBatch batch = on_device(train_sampler_.next_batch(config_.meta_batch));
+  if (config_.device_graph) return graph_step(batch);
   const nn::TensorDict params = model_.named_parameters();
   const double scale = 1.0 / static_cast<double>(config_.meta_batch);
   optimizer_->zero_grad();
@@ -238,22 +252,28 @@ double Trainer::step() {
   return total * scale;
 }
 
-double Trainer::maml_family_step(const TaskBatch& batch, const nn::TensorDict& params, double scale) {
-  const LossFn loss = loss_fn();
+MamlOptions Trainer::maml_options() const {
   MamlOptions options;
   options.inner = inner_;
   if (config_.multi_step_anneal > 0 && inner_.steps > 1)
     options.multi_step_weights = multi_step_loss_weights(inner_.steps, iteration_, config_.multi_step_anneal);
+  return options;
+}
+
+BatchedLossFn Trainer::batched_loss_fn() const {
+  return config_.loss == LossKind::Mse ? BatchedLossFn(batched_mse) : BatchedLossFn(batched_cross_entropy);
+}
+
+double Trainer::maml_family_step(const TaskBatch& batch, const nn::TensorDict& params, double scale) {
+  const LossFn loss = loss_fn();
+  const MamlOptions options = maml_options();
   const nn::TensorDict* lrs = learned_lrs_.empty() ? nullptr : &learned_lrs_;
   double total = 0.0;
   if (task_batched_) {
-    const BatchedLossFn batched =
-        config_.loss == LossKind::Mse ? BatchedLossFn(batched_mse) : BatchedLossFn(batched_cross_entropy);
-    BatchedTaskLoss result = maml_batched_loss(model_, params, batch, batched, options, lrs);
-    for (double l : result.task_query_losses) total += l;
+    BatchedTaskLoss result = maml_batched_loss(model_, params, batch, batched_loss_fn(), options, lrs);
     // query_loss is already the mean over the meta-batch.
     result.query_loss.backward();
-    return total;
+    return sum(result.task_query_losses).item();
   }
   const std::vector<double> losses = accumulate_task_gradients(
       outer_leaves(params), batch.size(), task_threads(batch.size()), scale,
@@ -262,7 +282,56 @@ double Trainer::maml_family_step(const TaskBatch& batch, const nn::TensorDict& p
   return total;
 }
 
+double Trainer::graph_step(const TaskBatch& batch) {
+  const double scale = 1.0 / static_cast<double>(config_.meta_batch);
+  const nn::TensorDict params = model_.named_parameters();
+  if (!graph_warmed_) {
+    // Eager first: the allocator's cache and the libraries' handles fill outside the capture.
+    graph_warmed_ = true;
+    optimizer_->zero_grad();
+    const double total = maml_family_step(batch, params, scale);
+    optimizer_->step();
+    ++iteration_;
+    return total * scale;
+  }
+  if (graph_ == nullptr) {
+    graph_batch_ = TaskBatch{batch.support_x.clone(), batch.support_y.clone(), batch.query_x.clone(),
+                             batch.query_y.clone(), {}};
+    // The recorded backward makes the gradients; later replays write the same tensors.
+    optimizer_->zero_grad();
+    const MamlOptions options = maml_options();
+    const nn::TensorDict* lrs = learned_lrs_.empty() ? nullptr : &learned_lrs_;
+    try {
+      graph_ = capture_graph(device_, [&] {
+        BatchedTaskLoss result = maml_batched_loss(model_, params, graph_batch_, batched_loss_fn(), options, lrs);
+        result.query_loss.backward();
+        graph_loss_ = sum(result.task_query_losses);
+      });
+    } catch (const Error& e) {
+      MG_FAIL("Trainer: the meta-step cannot be recorded as a device graph (train without it): ", e.what());
+    }
+  } else {
+    const std::vector<std::pair<const Tensor*, const Tensor*>> inputs{{&batch.support_x, &graph_batch_.support_x},
+                                                                      {&batch.support_y, &graph_batch_.support_y},
+                                                                      {&batch.query_x, &graph_batch_.query_x},
+                                                                      {&batch.query_y, &graph_batch_.query_y}};
+    for (const auto& [from, to] : inputs) {
+      MG_CHECK(from->shape() == to->shape() && from->dtype() == to->dtype(),
+               "Trainer: a device graph replays one shape of meta-batch; this one has ", describe(*from),
+               " where the recorded one had ", describe(*to));
+      NoGradGuard no_grad;
+      to->detach().copy_(*from);
+    }
+  }
+  graph_->replay();
+  optimizer_->step();
+  ++iteration_;
+  return graph_loss_.item() * scale;
+}
+
 int Trainer::task_threads(int64_t tasks) const {
+  // One stream per device orders a GPU's work: threads would only take turns issuing it.
+  if (!device_.is_cpu()) return 1;
   switch (config_.task_threads) {
     case TaskThreads::Off:
       return 1;
@@ -357,7 +426,8 @@ EvalResult Trainer::evaluate_on(const TaskSampler& sampler, int64_t tasks, int i
   const bool classifies = config_.loss == LossKind::CrossEntropy;
   std::vector<double> losses(static_cast<std::size_t>(tasks)), accuracies(classifies ? losses.size() : 0);
   for_each_task(tasks, task_threads(tasks), [&](int64_t i) {
-    const Task task = sampler.task(static_cast<uint64_t>(i));
+    const Task task = device_.is_cpu() ? sampler.task(static_cast<uint64_t>(i))
+                                       : sampler.task(static_cast<uint64_t>(i)).to(device_);
     const nn::TensorDict start =
         model_.named_parameters().map([](const Tensor& p) { return p.detach().requires_grad_(); });
     Tensor out;

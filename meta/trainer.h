@@ -15,9 +15,12 @@
 #include "../nn/adam.h"
 #include "../nn/module.h"
 #include "../nn/tensor_dict.h"
+#include "../tensor/device_graph.h"
 #include "imaml.h"
 #include "inner_loop.h"
+#include "maml.h"
 #include "task.h"
+#include "task_batched.h"
 #include "task_parallel.h"
 
 namespace mg::meta {
@@ -58,6 +61,14 @@ struct TrainerConfig {
   // (meta::tasks_on_threads_pay); On: wherever the model allows it; Off: tasks in turn, each op
   // using every thread.
   TaskThreads task_threads = TaskThreads::Auto;
+  // Record the meta-step's device work once as a graph and replay it every iteration
+  // (tensor/device_graph.h): a CUDA model's task-batched MAML-family step, whose thousands of
+  // small kernels otherwise cost more to launch than to run. The first iteration runs eagerly
+  // (it warms the allocator's cache), the second is captured; from then on each iteration copies
+  // its tasks into the graph's input tensors, replays, and takes the outer Adam step. Every
+  // meta-batch must have the first one's shapes, and the step must not draw random numbers
+  // (dropout). Not with MAML++'s annealed multi-step loss, whose weights change every iteration.
+  bool device_graph = false;
   InnerOptimizer inner_optimizer = InnerOptimizer::Sgd;  // differentiable SGD, momentum or Adam
   // Recompute inner steps during backward instead of storing them: memory flat in inner steps.
   bool checkpoint_inner = false;
@@ -117,6 +128,10 @@ class Trainer {
   // How many threads the tasks of a looped meta-batch of this size run on (1: in turn).
   int task_threads(int64_t tasks) const;
   const nn::TensorDict& learned_lrs() const { return learned_lrs_; }
+  // Where the model lives (when it was given to the trainer); tasks are moved there.
+  Device device() const { return device_; }
+  // Whether the meta-step is now replayed from a recorded device graph.
+  bool replaying_graph() const { return graph_ != nullptr; }
   nn::Optimizer& optimizer() { return *optimizer_; }
   double best_eval_loss() const { return best_eval_loss_; }
   const EvalResult& best_eval() const { return best_eval_; }
@@ -129,6 +144,11 @@ class Trainer {
   ImamlOptions imaml_options() const;
   LossFn loss_fn() const;  // task_loss as the inner loop takes it
   double maml_family_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
+  MamlOptions maml_options() const;
+  BatchedLossFn batched_loss_fn() const;
+  // One meta-iteration through the recorded graph (config.device_graph).
+  double graph_step(const TaskBatch& batch);
+  TaskBatch on_device(const TaskBatch& batch) const;
   double reptile_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
   double protonet_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
   double imaml_step(const TaskBatch& batch, const nn::TensorDict& params, double scale);
@@ -150,6 +170,12 @@ class Trainer {
   double train_seconds_ = 0.0;
   bool csv_header_written_ = false;
   bool task_batched_ = false;
+  Device device_;
+  // config.device_graph: the recorded step, its input tensors and its summed task losses.
+  std::unique_ptr<DeviceGraph> graph_;
+  TaskBatch graph_batch_;
+  Tensor graph_loss_;
+  bool graph_warmed_ = false;
 };
 
 }  // namespace mg::meta

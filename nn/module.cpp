@@ -151,6 +151,20 @@ void Module::to(DType dtype) {
   for (auto& [n, m] : children_) m->to(dtype);
 }
 
+void Module::to(Device device) {
+  for (auto& [n, t] : params_)
+    if (t.device() != device) t = t.detach().to(device).requires_grad_();
+  for (auto& [n, t] : buffers_)
+    if (t.device() != device) t = t.to(device);
+  for (auto& [n, m] : children_) m->to(device);
+}
+
+Device Module::device() const {
+  for (const auto& [n, t] : named_parameters()) return t.device();
+  for (const auto& [n, t] : state_dict()) return t.device();
+  return kCPU;
+}
+
 bool Module::concurrent_forward() const {
   for (const auto& [n, m] : children_)
     if (!m->concurrent_forward()) return false;

@@ -69,6 +69,11 @@ class Module {
   void zero_grad();
   // Converts every floating parameter and buffer (parameters stay leaves that require grad).
   void to(DType dtype);
+  // Moves every parameter and buffer to device (parameters stay leaves that require grad).
+  // Optimizers and TensorDicts taken before hold the old tensors: move the model first.
+  void to(Device device);
+  // The device of the first parameter (or buffer); the CPU for a module that has neither.
+  Device device() const;
   // For layers whose behaviour depends on the inner-loop step (MAML++ per-step BatchNorm
   // statistics); propagates to children.
   virtual void set_inner_step(int step);

@@ -59,6 +59,14 @@ Backend& backend_for(Device device) {
           " or the CUDA backend was not registered");
 }
 
+std::unique_ptr<DeviceGraph> Backend::capture_graph(Device device, const std::function<void()>&) {
+  MG_FAIL("capture_graph: ", device, " has no graph capture; it needs a CUDA device");
+}
+
+std::unique_ptr<DeviceGraph> capture_graph(Device device, const std::function<void()>& work) {
+  return backend_for(device).capture_graph(device, work);
+}
+
 void register_backend(DeviceType type, Backend* backend) {
   registry()[slot(type)].store(backend, std::memory_order_release);
 }

@@ -8,9 +8,12 @@
 // for shape reasons: kernels.cpp validates everything first.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "device.h"
+#include "device_graph.h"
 #include "random_kind.h"
 
 namespace mg {
@@ -138,6 +141,10 @@ class Backend {
   // entry of cols [N, C*kh*kw, oh*ow] (any strides), of that entry at the position im2col read it
   // from; entries that fall in the padding are dropped.
   virtual void col2im(const Tensor& cols, const Window2d& window, const Tensor& out) = 0;
+
+  // Records the device work of `work` for replay (tensor/device_graph.h). Backends without
+  // graphs keep this default, which throws.
+  virtual std::unique_ptr<DeviceGraph> capture_graph(Device device, const std::function<void()>& work);
 };
 
 // The backend registered for a device's type; throws mg::Error when none is (e.g. cuda without MG_CUDA).

@@ -10,7 +10,10 @@
 
 #ifdef MG_HAVE_CUDA
 namespace mg {
-int cuda_device_count();  // cuda/cuda_device_info.cu; declared here so tensor/ does not include cuda/
+// cuda/cuda_device_info.cu; declared here so tensor/ does not include cuda/
+int cuda_device_count();
+std::string cuda_device_description(int index);
+std::string cuda_versions();
 }  // namespace mg
 #endif
 
@@ -46,6 +49,8 @@ BuildInfo build_info() {
 #ifdef MG_HAVE_CUDA
   info.cuda_compiled = true;
   info.cuda_devices = cuda_device_count();
+  info.cuda_versions = cuda_versions();
+  for (int i = 0; i < info.cuda_devices; ++i) info.cuda_device_lines.push_back(cuda_device_description(i));
 #else
   info.cuda_compiled = false;
   info.cuda_devices = 0;

@@ -23,6 +23,7 @@
 #include "../tensor/backend.h"
 #include "../tensor/build_info.h"
 #include "../tensor/creation.h"
+#include "../tensor/device_graph.h"
 #include "../tensor/kernels.h"
 #include "../tensor/memory_stats.h"
 #include "check_error.h"
@@ -703,6 +704,68 @@ TEST_SUITE("cuda.allocator") {
   TEST_CASE("out of memory is an mg::Error") {
     CHECK_MG_ERROR(empty({int64_t{1} << 46}, kFloat32, kGPU), "cuda allocator", "cuda:0");
     // The device is still usable afterwards.
+    CHECK(full({4}, 1.0, kFloat32, kGPU).values_as_double() == std::vector<double>{1, 1, 1, 1});
+  }
+}
+
+// ---------------------------------------------------------------- graphs
+
+TEST_SUITE("cuda.graphs") {
+  TEST_CASE("a captured forward and second-order backward replays on new inputs as eager work computes them") {
+    Generator gen(11);
+    const Tensor w1 = k::to_device(randn({1, 40}, kFloat32, kCPU, &gen) * 0.5, kGPU).requires_grad_();
+    const Tensor w2 = k::to_device(randn({40, 1}, kFloat32, kCPU, &gen) * 0.5, kGPU).requires_grad_();
+    Tensor x = empty({10, 1}, kFloat32, kGPU), y = empty({10, 1}, kFloat32, kGPU);
+    auto meta_grad = [&] {
+      auto loss = [&](const Tensor& p, const Tensor& q) { return mean(square(matmul(relu(matmul(x, p)), q) - y)); };
+      const TensorList g = grad({loss(w1, w2)}, {w1, w2}, {}, {.create_graph = true});
+      const Tensor outer = loss(w1 - g[0] * 0.01, w2 - g[1] * 0.01);
+      TensorList out = grad({outer}, {w1, w2});
+      out.push_back(outer.detach());
+      return out;
+    };
+    x.copy_(randn({10, 1}, kFloat32, kCPU, &gen));
+    y.copy_(randn({10, 1}, kFloat32, kCPU, &gen));
+    (void)meta_grad();  // warm-up: the cache holds every size the step needs
+    TensorList captured;
+    const std::unique_ptr<DeviceGraph> graph = capture_graph(kGPU, [&] { captured = meta_grad(); });
+    CHECK(graph->device() == kGPU);
+    for (int round = 0; round < 3; ++round) {
+      INFO("round " << round);
+      x.copy_(randn({10, 1}, kFloat32, kCPU, &gen));
+      y.copy_(randn({10, 1}, kFloat32, kCPU, &gen));
+      for (Tensor& t : captured) t.fill_(std::nan(""));  // a replay must write every element
+      const int64_t mallocs = cuda::allocator_stats(0).device_malloc_calls;
+      graph->replay();
+      const TensorList eager = meta_grad();
+      CHECK(cuda::allocator_stats(0).device_malloc_calls == mallocs);
+      for (std::size_t i = 0; i < eager.size(); ++i) check_equal(captured[i], eager[i].to(kCPU), "output " + std::to_string(i));
+    }
+  }
+
+  TEST_CASE("eager work after a capture never takes the graph's blocks") {
+    const Tensor x = randn({256}, kFloat32, kGPU);
+    Tensor out;
+    std::unique_ptr<DeviceGraph> graph = capture_graph(kGPU, [&] {
+      const Tensor scratch = exp(x) + 1.0;  // freed inside the capture: the graph's to keep
+      out = scratch * 2.0;
+    });
+    TensorList eager;
+    for (int i = 0; i < 8; ++i) eager.push_back(full({256}, 7.0, kFloat32, kGPU));
+    graph->replay();
+    for (const Tensor& e : eager) CHECK(e.values_as_double() == std::vector<double>(256, 7.0));
+    check_close(out, ((exp(x) + 1.0) * 2.0).to(kCPU), 1e-6, 1e-6, "replayed output");
+    graph.reset();  // the pool's blocks return to the cache; `out` stays valid
+    CHECK(out.values_as_double().size() == 256);
+  }
+
+  TEST_CASE("what a graph cannot replay is refused at capture, and the device still works") {
+    const Tensor x = randn({8}, kFloat32, kGPU);
+    CHECK_MG_ERROR(capture_graph(kGPU, [&] { (void)sum(x).item(); }), "capture_graph", "on the host");
+    CHECK_MG_ERROR(capture_graph(kGPU, [&] { (void)(x + k::to_device(ones({8}), kGPU)); }), "capture_graph",
+                   "from the host");
+    CHECK_MG_ERROR(capture_graph(kGPU, [&] { (void)rand({8}, kFloat32, kGPU); }), "capture_graph", "random");
+    CHECK_MG_ERROR(capture_graph(kCPU, [] {}), "capture_graph", "CUDA device");
     CHECK(full({4}, 1.0, kFloat32, kGPU).values_as_double() == std::vector<double>{1, 1, 1, 1});
   }
 }

@@ -17,6 +17,7 @@
 #include "../autograd/ops.h"
 #include "../tensor/build_info.h"
 #include "../tensor/creation.h"
+#include "../tensor/device_graph.h"
 
 namespace {
 
@@ -52,6 +53,12 @@ TEST_SUITE("errors") {
     CHECK_MG_ERROR(affine(F({3, 4}), F({2, 4}), F({3})), "affine: bias [3]", "expected [2]");
     CHECK_MG_ERROR(affine(F({2, 3, 4}), F({3, 5, 4})), "affine", "holds 2 tasks", "has 3");
     CHECK_MG_ERROR(affine(F({3, 4}), F({2, 4}, kFloat64)), "affine", "one dtype");
+  }
+
+  TEST_CASE("graph capture needs a CUDA device") {
+    bool ran = false;
+    CHECK_MG_ERROR(capture_graph(kCPU, [&] { ran = true; }), "capture_graph", "cpu", "CUDA device");
+    CHECK_FALSE(ran);
   }
 
   TEST_CASE("matmul shapes") {

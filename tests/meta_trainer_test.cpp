@@ -532,5 +532,9 @@ TEST_SUITE("meta.trainer") {
     meta::TrainerConfig anil = base_config(meta::Algorithm::Anil, 1);
     anil.anil_head_prefix = "nothing.";
     CHECK_THROWS_AS(meta::Trainer(*model, train, nullptr, anil), Error);
+    meta::TrainerConfig graph = base_config(meta::Algorithm::Maml, 1);
+    graph.device_graph = true;
+    CHECK_THROWS_WITH_AS(meta::Trainer(*model, train, nullptr, graph),
+                         doctest::Contains("device graphs need a model on a CUDA device; this one is on cpu"), Error);
   }
 }

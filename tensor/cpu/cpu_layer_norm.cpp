@@ -8,6 +8,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "blocked_sum.h"
 #include "cpu_kernels.h"
 #include "parallel.h"
 #include "simd.h"
@@ -16,28 +17,19 @@
 namespace mg::cpu {
 namespace {
 
-constexpr int64_t kSumBlock = 4096;
-
-// sum((x[i] - center)^power), power 1 or 2: float lanes, summed to double per block.
+// sum((x[i] - center)^power), power 1 or 2.
 template <int Power>
 [[gnu::always_inline]] inline double centered_sum_f32(const float* x, int64_t n, float center) {
-  using namespace vec;
-  double total = 0.0;
-  int64_t i = 0;
-  while (i + kVecWidth <= n) {
-    const int64_t stop = std::min(n, i + kSumBlock);
-    vf16 lanes{};
-    for (; i + kVecWidth <= stop; i += kVecWidth) {
-      const vf16 d = load16(x + i) - center;
-      lanes += Power == 1 ? d : d * d;
-    }
-    total += hsum16(lanes);
-  }
-  for (; i < n; ++i) {
-    const float d = x[i] - center;
-    total += static_cast<double>(Power == 1 ? d : d * d);
-  }
-  return total;
+  return blocked_sum(
+      n,
+      [&](int64_t i) __attribute__((always_inline)) {
+        const vec::vf16 d = vec::load16(x + i) - center;
+        return Power == 1 ? d : d * d;
+      },
+      [&](int64_t i) __attribute__((always_inline)) {
+        const float d = x[i] - center;
+        return Power == 1 ? d : d * d;
+      });
 }
 
 MG_VECTORIZE void layer_norm_rows_f32(const float* x, const float* w, const float* b, float eps, float* out,

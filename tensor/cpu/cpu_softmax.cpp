@@ -11,6 +11,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "blocked_sum.h"
 #include "cpu_kernels.h"
 #include "simd.h"
 #include "softmax_rows.h"
@@ -90,17 +91,13 @@ void softmax_typed(const Tensor& x, int dim, bool log, const Tensor& out) {
 
 // sum(a) (b null) or sum(a * b) over n contiguous floats.
 [[gnu::always_inline]] inline double dot_or_sum(const float* a, const float* b, int64_t n) {
-  using namespace vec;
-  double total = 0.0;
-  int64_t i = 0;
-  while (i + kVecWidth <= n) {
-    const int64_t stop = std::min(n, i + kSoftmaxSumBlock);
-    vf16 lanes{};
-    for (; i + kVecWidth <= stop; i += kVecWidth) lanes += b != nullptr ? load16(a + i) * load16(b + i) : load16(a + i);
-    total += hsum16(lanes);
-  }
-  for (; i < n; ++i) total += static_cast<double>(b != nullptr ? a[i] * b[i] : a[i]);
-  return total;
+  if (b == nullptr)
+    return blocked_sum(
+        n, [&](int64_t i) __attribute__((always_inline)) { return vec::load16(a + i); },
+        [&](int64_t i) __attribute__((always_inline)) { return a[i]; });
+  return blocked_sum(
+      n, [&](int64_t i) __attribute__((always_inline)) { return vec::load16(a + i) * vec::load16(b + i); },
+      [&](int64_t i) __attribute__((always_inline)) { return a[i] * b[i]; });
 }
 
 MG_VECTORIZE void softmax_backward_rows_f32(const float* y, int64_t ldy, const float* g, int64_t ldg, float* out,

@@ -6,12 +6,10 @@
 #include <cstdint>
 #include <limits>
 
+#include "blocked_sum.h"
 #include "vec_math.h"
 
 namespace mg::cpu {
-
-// Lane sums go to double every this many elements, so long rows keep float32 rounding per block.
-inline constexpr int64_t kSoftmaxSumBlock = 4096;
 
 [[gnu::always_inline]] inline float row_max(const float* x, int64_t n) {
   using namespace vec;
@@ -25,25 +23,18 @@ inline constexpr int64_t kSoftmaxSumBlock = 4096;
 
 // sum(exp(x - shift)), storing the terms in y when y is not null.
 [[gnu::always_inline]] inline double exp_sum(const float* x, float shift, float* y, int64_t n) {
-  using namespace vec;
-  double total = 0.0;
-  int64_t i = 0;
-  while (i + kVecWidth <= n) {
-    const int64_t stop = std::min(n, i + kSoftmaxSumBlock);
-    vf16 lanes{};
-    for (; i + kVecWidth <= stop; i += kVecWidth) {
-      const vf16 e = exp16(load16(x + i) - shift);
-      if (y != nullptr) store16(y + i, e);
-      lanes += e;
-    }
-    total += hsum16(lanes);
-  }
-  for (; i < n; ++i) {
-    const float e = vec::exp_f32(x[i] - shift);
-    if (y != nullptr) y[i] = e;
-    total += static_cast<double>(e);
-  }
-  return total;
+  return blocked_sum(
+      n,
+      [&](int64_t i) __attribute__((always_inline)) {
+        const vec::vf16 e = vec::exp16(vec::load16(x + i) - shift);
+        if (y != nullptr) vec::store16(y + i, e);
+        return e;
+      },
+      [&](int64_t i) __attribute__((always_inline)) {
+        const float e = vec::exp_f32(x[i] - shift);
+        if (y != nullptr) y[i] = e;
+        return e;
+      });
 }
 
 }  // namespace mg::cpu
