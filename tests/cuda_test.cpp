@@ -18,6 +18,9 @@
 #include "../autograd/grad.h"
 #include "../autograd/grad_mode.h"
 #include "../autograd/ops.h"
+#include "../meta/sinusoid.h"
+#include "../meta/trainer.h"
+#include "../nn/mlp.h"
 #include "../cuda/cuda_allocator.h"
 #include "../cuda/cuda_blas.h"
 #include "../tensor/backend.h"
@@ -757,6 +760,36 @@ TEST_SUITE("cuda.graphs") {
     check_close(out, ((exp(x) + 1.0) * 2.0).to(kCPU), 1e-6, 1e-6, "replayed output");
     graph.reset();  // the pool's blocks return to the cache; `out` stays valid
     CHECK(out.values_as_double().size() == 256);
+  }
+
+  TEST_CASE("the trainer on a GPU, eager and replaying its recorded step, follows the CPU's training") {
+    auto run = [](Device device, bool recorded) {
+      Generator gen(3);
+      auto model = nn::make_mlp({.sizes = {1, 16, 16, 1}, .activation = nn::functional::Activation::ReLU}, &gen);
+      model->to(kFloat64);
+      if (device.is_cuda()) model->to(device);
+      meta::SinusoidSampler tasks({.shots = 5, .queries = 5}, 7);
+      meta::TrainerConfig c;
+      c.algorithm = meta::Algorithm::Maml;
+      c.inner_steps = 2;
+      c.meta_batch = 4;
+      c.iterations = 6;
+      c.log_interval = 0;
+      c.batching = meta::Batching::TaskBatched;
+      c.device_graph = recorded;
+      meta::Trainer trainer(*model, tasks, nullptr, c);
+      std::vector<double> losses;
+      for (int i = 0; i < 6; ++i) losses.push_back(trainer.step());
+      CHECK(trainer.replaying_graph() == recorded);
+      losses.push_back(model->named_parameters().begin()->second.to(kCPU).values_as_double()[0]);
+      return losses;
+    };
+    const std::vector<double> cpu = run(kCPU, false), eager = run(kGPU, false), replayed = run(kGPU, true);
+    for (std::size_t i = 0; i < cpu.size(); ++i) {
+      INFO("entry " << i);
+      CHECK(eager[i] == doctest::Approx(cpu[i]).epsilon(1e-9));
+      CHECK(replayed[i] == doctest::Approx(cpu[i]).epsilon(1e-9));
+    }
   }
 
   TEST_CASE("what a graph cannot replay is refused at capture, and the device still works") {

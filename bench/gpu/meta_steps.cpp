@@ -1,7 +1,8 @@
 // MAML meta-steps of bench/bench_meta.cpp's workloads (W-sin, W-omni, W-tf) on cuda:0: the same
 // parameters and tasks (make_workload_data), moved to the GPU, through the library's own MAML
 // entry points, looped over the tasks (one task's graph at a time, as meta::Trainer's looped
-// path) and task-batched (maml_batched_loss). Each loss is checked against the CPU's mg/looped
+// path), task-batched (maml_batched_loss), and task-batched recorded once as a CUDA graph and
+// replayed. Each loss is checked against the CPU's mg/looped
 // loss before timing. The workload is also written to <out>/<workload>.safetensors (parameters
 // under their names, tasks under task.*) with its CPU loss in the metadata, for torch_meta.py.
 #include <algorithm>
@@ -91,6 +92,30 @@ double batched_step(GpuWorkload& w, const mg_bench::WorkloadSpec& spec) {
   return q.item();  // also waits for the GPU
 }
 
+// The batched step recorded once as a CUDA graph (mg::capture_graph) and replayed: the step
+// without its thousands of launches, as meta::Trainer runs it with device_graph.
+struct RecordedStep {
+  std::unique_ptr<mg::DeviceGraph> graph;
+  Tensor loss;
+};
+
+double graph_step(GpuWorkload& w, const mg_bench::WorkloadSpec& spec, RecordedStep& recorded) {
+  if (recorded.graph == nullptr) {
+    (void)batched_step(w, spec);  // warm-up outside the capture
+    clear_grads(w.leaves);
+    const mg::meta::BatchedLossFn loss = spec.regression ? mg::meta::BatchedLossFn(mg::meta::batched_mse)
+                                                         : mg::meta::BatchedLossFn(mg::meta::batched_cross_entropy);
+    recorded.graph = mg::capture_graph(kGpu, [&] {
+      const Tensor q =
+          mg::meta::maml_batched_loss(*w.data.model, w.params, w.batch, loss, maml_options(spec)).query_loss;
+      q.backward();
+      recorded.loss = q.detach();
+    });
+  }
+  recorded.graph->replay();
+  return recorded.loss.item();  // also waits for the GPU
+}
+
 // Milliseconds per step over at least 1 s (and 3 steps), after two warm-up steps.
 template <typename Step>
 double ms_per_step(Step&& step) {
@@ -130,8 +155,12 @@ int run_meta(const std::string& name, const std::string& out_dir) {
   std::ofstream csv(out_dir + "/meta_" + name + ".csv");
   csv << "workload,path,ms_per_step,loss,cpu_loss\n";
   int status = 0;
-  for (const char* path : {"looped", "batched"}) {
-    auto step = [&] { return std::string(path) == "looped" ? looped_step(w, spec) : batched_step(w, spec); };
+  RecordedStep recorded;
+  for (const char* path : {"looped", "batched", "graph"}) {
+    auto step = [&] {
+      const std::string p(path);
+      return p == "looped" ? looped_step(w, spec) : p == "batched" ? batched_step(w, spec) : graph_step(w, spec, recorded);
+    };
     double loss = 0.0;
     try {
       loss = step();

@@ -5,8 +5,8 @@
 #   1. GEMM GFLOP/s, metagrad's matmul beside cuBLAS called directly, n = 512 .. 8192
 #   2. memory-bound kernels in GB/s beside a device-to-device cudaMemcpy
 #   3. MAML meta-steps W-sin, W-omni, W-tf (bench/bench_meta.cpp's workloads): metagrad on the
-#      GPU, looped and task-batched, beside PyTorch on the same GPU (bench/gpu/torch_meta.py) on
-#      the same parameters and tasks
+#      GPU, looped, task-batched and task-batched replayed from a CUDA graph, beside PyTorch on
+#      the same GPU (bench/gpu/torch_meta.py) on the same parameters and tasks
 # and prints one table last. Everything it writes goes under $OUT (default build/gpu-bench/out).
 #
 #   OUT=/some/dir bench/gpu/run.sh
@@ -155,7 +155,7 @@ for r in rows:
 # metagrad on the GPU against PyTorch on the GPU, per workload.
 for w in ("W-sin", "W-omni", "W-tf"):
     torch_ms = meta.get(f"{w}/torch-cuda/looped")
-    for path in ("looped", "batched"):
+    for path in ("looped", "batched", "graph"):
         mg_ms = meta.get(f"{w}/mg-cuda/{path}")
         if mg_ms and torch_ms:
             print(f"{'vs-torch':<10} {w + '/' + path + ' / torch looped':<34} {mg_ms / torch_ms:>12.3f} x time")
