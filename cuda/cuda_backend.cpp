@@ -35,6 +35,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<DeviceGraph> capture_graph(Device device, const std::function<void()>& work) override {
     return cuda::capture_graph(device.index, work);
   }
+  bool capturing_graph(Device device) override { return cuda::capturing(device.index); }
   void fill(const Tensor& dst, double value) override {
     DeviceGuard guard(index_of(dst));
     cuda::fill(dst, value);

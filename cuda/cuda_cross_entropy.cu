@@ -30,7 +30,8 @@ __global__ void cross_entropy_kernel(const T* logits, const int64_t* target, T* 
       const T row_lse = max + static_cast<T>(::log(sum));
       const int64_t c = target[r];
       lse[r] = row_lse;
-      loss[r] = c == ignore_index ? T(0) : row_lse - in[c];
+      // A target out of range (not checked while a graph is captured) gives NaN, never a stray read.
+      loss[r] = c == ignore_index ? T(0) : (c < 0 || c >= classes) ? T(NAN) : row_lse - in[c];
     }
   }
 }
@@ -42,7 +43,9 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const int64_t* ta
   for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / classes, c = i % classes;
     const int64_t want = target[r];
-    out[i] = want == ignore_index ? T(0) : grad[r] * (exp(logits[i] - lse[r]) - (c == want ? T(1) : T(0)));
+    out[i] = want == ignore_index                ? T(0)
+             : (want < 0 || want >= classes) ? T(NAN)
+                                             : grad[r] * (exp(logits[i] - lse[r]) - (c == want ? T(1) : T(0)));
   }
 }
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "../autograd/ops.h"
+#include "../tensor/device_graph.h"
 
 namespace mg::nn {
 namespace {
@@ -69,7 +70,7 @@ PickedTargets mark_targets(const Tensor& input, const Tensor& target, int64_t ig
 
 PickedTargets pick_targets(const char* op, const Tensor& input, const Tensor& target, int64_t ignore_index) {
   PickedTargets picked = mark_targets(input, target, ignore_index);
-  if (picked.safe.numel() > 0) {
+  if (picked.safe.numel() > 0 && !capturing_graph(input.device())) {  // a capture cannot read on the host
     const int64_t classes = input.size(class_dim(input));
     const int64_t lo = amin(picked.safe).item<int64_t>(), hi = amax(picked.safe).item<int64_t>();
     MG_CHECK(lo >= 0 && hi < classes, op, ": target ", lo < 0 ? lo : hi, " is out of range for ", classes,

@@ -67,6 +67,8 @@ std::unique_ptr<DeviceGraph> capture_graph(Device device, const std::function<vo
   return backend_for(device).capture_graph(device, work);
 }
 
+bool capturing_graph(Device device) { return !device.is_cpu() && backend_for(device).capturing_graph(device); }
+
 void register_backend(DeviceType type, Backend* backend) {
   registry()[slot(type)].store(backend, std::memory_order_release);
 }

@@ -145,6 +145,7 @@ class Backend {
   // Records the device work of `work` for replay (tensor/device_graph.h). Backends without
   // graphs keep this default, which throws.
   virtual std::unique_ptr<DeviceGraph> capture_graph(Device device, const std::function<void()>& work);
+  virtual bool capturing_graph(Device) { return false; }
 };
 
 // The backend registered for a device's type; throws mg::Error when none is (e.g. cuda without MG_CUDA).

@@ -32,4 +32,8 @@ class DeviceGraph {
 // without graphs (the CPU) and when work does what a graph cannot replay (see above).
 std::unique_ptr<DeviceGraph> capture_graph(Device device, const std::function<void()>& work);
 
+// Whether work on device is being recorded now. Checks that read values on the host (the range
+// of class-index targets) are skipped then; the kernels give NaN instead of reading out of range.
+bool capturing_graph(Device device);
+
 }  // namespace mg

@@ -1,6 +1,7 @@
 // Front ends of the fused cross-entropy kernels, declared in kernels.h. The backend sees a
 // contiguous [rows, classes] matrix and a contiguous [rows] target, whatever the caller's layout
 // (a class dim moved last by a permutation arrives here as a strided view and is copied once).
+#include "device_graph.h"
 #include "kernels.h"
 
 namespace mg::kernels {
@@ -29,10 +30,11 @@ void check_logits_and_target(const char* op, const Tensor& logits, const Tensor&
   check_same_device(op, logits, target);
 }
 
-// One pass on the host over the targets: an out-of-range class is a caller's bug that the
-// kernels must never see (they index with it).
+// One pass on the host over the targets: an out-of-range class is a caller's bug, reported here.
+// Not while a graph is captured, when nothing can be read on the host: the kernels then give
+// NaN for such a row rather than read outside it.
 void check_target_range(const Tensor& target, int64_t classes, int64_t ignore_index) {
-  if (target.numel() == 0) return;
+  if (target.numel() == 0 || capturing_graph(target.device())) return;
   const Tensor host = contiguous(to_device(target, kCPU));
   const int64_t* v = host.data_ptr<int64_t>();
   for (int64_t i = 0, n = host.numel(); i < n; ++i)

@@ -13,6 +13,8 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "../autograd/grad.h"
@@ -20,6 +22,7 @@
 #include "../autograd/ops.h"
 #include "../meta/sinusoid.h"
 #include "../meta/trainer.h"
+#include "../nn/losses.h"
 #include "../nn/mlp.h"
 #include "../cuda/cuda_allocator.h"
 #include "../cuda/cuda_blas.h"
@@ -744,6 +747,28 @@ TEST_SUITE("cuda.graphs") {
       CHECK(cuda::allocator_stats(0).device_malloc_calls == mallocs);
       for (std::size_t i = 0; i < eager.size(); ++i) check_equal(captured[i], eager[i].to(kCPU), "output " + std::to_string(i));
     }
+  }
+
+  TEST_CASE("cross-entropy records without reading its targets on the host") {
+    Generator gen(4);
+    const Tensor logits = k::to_device(randn({12, 5}, kFloat32, kCPU, &gen), kGPU).requires_grad_();
+    Tensor target = k::to_device(randint(0, 5, {12}, kCPU, &gen), kGPU);
+    Tensor loss, grad_logits;
+    auto step = [&] {
+      const Tensor l = nn::cross_entropy(logits, target);
+      return std::make_pair(l.detach(), grad({l}, {logits})[0]);
+    };
+    (void)step();
+    const std::unique_ptr<DeviceGraph> graph = capture_graph(kGPU, [&] { std::tie(loss, grad_logits) = step(); });
+    target.copy_(k::to_device(randint(0, 5, {12}, kCPU, &gen), kGPU));
+    graph->replay();
+    const auto [eager_loss, eager_grad] = step();
+    check_equal(loss, eager_loss.to(kCPU), "loss");
+    check_equal(grad_logits, eager_grad.to(kCPU), "gradient");
+    target.fill_(7);  // out of range: eagerly an error, replayed a NaN
+    CHECK_MG_ERROR(step(), "out of range");
+    graph->replay();
+    CHECK(std::isnan(loss.item()));
   }
 
   TEST_CASE("eager work after a capture never takes the graph's blocks") {
