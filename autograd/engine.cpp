@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "../tensor/backend.h"
 #include "../tensor/creation.h"
 #include "grad_mode.h"
 #include "ops.h"
@@ -31,7 +32,23 @@ void check_finite(const Node& node, std::size_t input, const Tensor& g) {
              ") produced NaN or Inf in the gradient for its input ", input, " (", describe(g), ")");
 }
 
-void add_into(Tensor& buffer, const Tensor& g) { buffer = buffer.defined() ? buffer + g : g; }
+// Adds g to the sum of the gradients that reached a node. Without create_graph, a sum the engine
+// alone holds (no other tensor shares its storage: not a saved input, not a gradient also given
+// to another node) is added to in place: one pass over memory instead of a new tensor and two.
+// Recorded backward passes always make a new tensor, the op their graph needs.
+void add_into(Tensor& buffer, const Tensor& g, bool may_add_in_place) {
+  if (!buffer.defined()) {
+    buffer = g;
+    return;
+  }
+  if (may_add_in_place && buffer.impl_ptr().use_count() == 1 && buffer.storage().use_count() == 1 &&
+      buffer.is_contiguous() && buffer.shape() == g.shape() && buffer.dtype() == g.dtype() &&
+      buffer.device() == g.device() && !buffer.requires_grad()) {
+    backend_for(buffer.device()).binary(BinaryOp::Add, buffer, g, buffer);
+    return;
+  }
+  buffer = buffer + g;
+}
 
 }  // namespace
 
@@ -146,7 +163,7 @@ TensorList run(const Request& request) {
   std::priority_queue<Node*, std::vector<Node*>, BySequence> ready;
   for (std::size_t i = 0; i < roots.size(); ++i) {
     GradModeGuard mode(request.create_graph);
-    add_into(states[roots[i]].buffer, request.root_grads[i]);
+    add_into(states[roots[i]].buffer, request.root_grads[i], false);
   }
   std::unordered_set<Node*> queued;
   for (Node* root : roots) {
@@ -197,7 +214,7 @@ TensorList run(const Request& request) {
                  shape_str(g.shape()), " for input ", i, " of shape ", shape_str(child->output_shape));
         if (AnomalyMode::is_enabled()) check_finite(*node, i, g);
         GradModeGuard mode(request.create_graph);
-        add_into(child_state.buffer, g);
+        add_into(child_state.buffer, g, !request.create_graph);
       }
       if (--child_state.pending == 0) ready.push(child);
     }

@@ -94,6 +94,21 @@ void BM_mg_small_batched(benchmark::State& state) {
 BENCHMARK(BM_mg_small_batched<false>)->Name("sgemm_small_batched/mg");
 BENCHMARK(BM_mg_small_batched<true>)->Name("sgemm_small_batched_shared_w/mg");
 
+// The per-task linear layer as it runs: x [25,10,40] @ W^T with W [25,40,40] in PyTorch's
+// [out, in] layout, so B is read column by column (packing transposes it).
+void BM_mg_small_batched_wt(benchmark::State& state) {
+  mg::NoGradGuard no_grad;
+  mg::Generator gen(1);
+  const Tensor x = mg::randn({kTasks, kRows, kIn}, mg::kFloat32, mg::kCPU, &gen);
+  const Tensor w = mg::randn({kTasks, kOut, kIn}, mg::kFloat32, mg::kCPU, &gen);
+  for (auto _ : state) {
+    Tensor y = mg::matmul(x, mg::transpose(w, -1, -2));
+    benchmark::DoNotOptimize(y);
+  }
+  set_gemm_counters(state, kSmallFlops);
+}
+BENCHMARK(BM_mg_small_batched_wt)->Name("sgemm_small_batched_wt/mg");
+
 #ifdef MG_BENCH_HAVE_OPENBLAS
 void BM_openblas_small_batched(benchmark::State& state) {
   std::vector<float> x(kTasks * kRows * kIn, 0.5f), w(kTasks * kIn * kOut, 0.25f), y(kTasks * kRows * kOut);
@@ -107,6 +122,19 @@ void BM_openblas_small_batched(benchmark::State& state) {
   set_gemm_counters(state, kSmallFlops);
 }
 BENCHMARK(BM_openblas_small_batched)->Name("sgemm_small_batched/openblas");
+
+void BM_openblas_small_batched_wt(benchmark::State& state) {
+  std::vector<float> x(kTasks * kRows * kIn, 0.5f), w(kTasks * kIn * kOut, 0.25f), y(kTasks * kRows * kOut);
+  for (auto _ : state) {
+    for (int64_t t = 0; t < kTasks; ++t)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, kRows, kOut, kIn, 1.0f, x.data() + t * kRows * kIn, kIn,
+                  w.data() + t * kIn * kOut, kIn, 0.0f, y.data() + t * kRows * kOut, kOut);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_gemm_counters(state, kSmallFlops);
+}
+BENCHMARK(BM_openblas_small_batched_wt)->Name("sgemm_small_batched_wt/openblas");
 #endif
 
 }  // namespace

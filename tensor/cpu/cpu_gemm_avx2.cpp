@@ -112,7 +112,7 @@ struct Tile {
 
 const GemmKernels kAvx2{
     "avx2",
-    {6, 16, 6 * 32, 256, 4096, &Tile<float, 6, 16>::run, false, &pack_a_panels_f32_avx<6>, &pack_b_panels<float, 16>},
+    {6, 16, 6 * 32, 256, 4096, &Tile<float, 6, 16>::run, false, &pack_a_panels_f32_avx<6>, &pack_b_panels_f32_avx<16>},
     {6, 8, 6 * 16, 256, 2048, &Tile<double, 6, 8>::run, false, &pack_a_panels<double, 6>, &pack_b_panels<double, 8>},
 };
 

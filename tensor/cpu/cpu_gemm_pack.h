@@ -122,6 +122,18 @@ void pack_a_panels_f32_avx(const float* a, int64_t rs, int64_t ks, int64_t rows,
     pack_a_panels<float, MR>(a, rs, ks, rows, depth, dst);
   }
 }
+
+// pack_b_panels for float B whose columns are contiguous (unit depth stride: the transposed
+// weight W^T of x W^T). Its panels are the transposes of those columns, which is what
+// pack_a_rows_avx makes of rows: the same code with columns for rows.
+template <int64_t NR>
+void pack_b_panels_f32_avx(const float* b, int64_t ks, int64_t cs, int64_t depth, int64_t cols, float* dst) {
+  if (ks == 1 && cs != 1) {
+    pack_a_rows_avx<NR>(b, cs, cols, depth, dst);
+  } else {
+    pack_b_panels<float, NR>(b, ks, cs, depth, cols, dst);
+  }
+}
 #endif
 
 }  // namespace mg::cpu

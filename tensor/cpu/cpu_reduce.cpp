@@ -15,10 +15,17 @@
 #include <type_traits>
 
 #include "cpu_kernels.h"
+#include "simd.h"
 #include "strided_loop.h"
 
 namespace mg::cpu {
 namespace {
+
+// acc[j] += v[j] in double for a row of floats: the outer sum's block loop, compiled per ISA
+// (simd.h) since the generic template is built for the baseline one. Same additions, same bits.
+MG_VECTORIZE void accumulate_row_f32(double* acc, const float* v, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<double>(v[j]);
+}
 
 template <ReduceOp Op, typename T>
 struct Reducer {
@@ -163,6 +170,12 @@ void reduce_typed(const Tensor& x, const std::vector<int>& dims, const Tensor& o
                   [&](std::array<char*, 1> q, const std::array<int64_t, 1>& rs, int64_t nr) {
                     for (int64_t r = 0; r < nr; ++r) {
                       const char* row = q[0] + r * rs[0];
+                      if constexpr (Op == ReduceOp::Sum && std::is_same_v<T, float>) {
+                        if (sx == e) {
+                          accumulate_row_f32(acc, reinterpret_cast<const float*>(row), nb);
+                          continue;
+                        }
+                      }
                       if (sx == e) {
                         const T* v = reinterpret_cast<const T*>(row);
                         for (int64_t j = 0; j < nb; ++j) acc[j] = R::combine(acc[j], v[j]);
