@@ -34,6 +34,10 @@
 
 #include <cmath>
 #include <cstring>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <exception>
 #include <map>
 #include <memory>
@@ -117,6 +121,16 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--peak-memory") == 0) return mg_bench::run_peak_memory_table();
     if (std::strcmp(argv[i], "--peak-one") == 0 && i + 1 < argc) return mg_bench::run_peak_one(argv[i + 1]);
   }
+#if defined(__GLIBC__)
+  // LibTorch's CPU tensors come from glibc's malloc. With its default thresholds a large tensor
+  // may be a fresh mmap, page-faulted in on every step and unmapped when freed: W-omni's LibTorch
+  // step measured 10.6 s that way in a fresh process and 2.8 s with the thresholds below (and
+  // 3.6 s after other variants had grown the heap). Timing LibTorch at its best, whatever ran
+  // before it, takes large blocks from the heap and keeps freed memory. metagrad's tensors come
+  // from its own caching allocator and do not notice.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
   const int threads = mg_bench::configure_threads();
   benchmark::AddCustomContext("threads (metagrad and LibTorch)", std::to_string(threads));
   register_benchmarks();
