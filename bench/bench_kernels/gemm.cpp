@@ -110,31 +110,22 @@ void BM_mg_small_batched_wt(benchmark::State& state) {
 BENCHMARK(BM_mg_small_batched_wt)->Name("sgemm_small_batched_wt/mg");
 
 #ifdef MG_BENCH_HAVE_OPENBLAS
+// 25 cblas_sgemm calls, one per task; TransposedW: W in the [out, in] layout, read as W^T.
+template <bool TransposedW>
 void BM_openblas_small_batched(benchmark::State& state) {
   std::vector<float> x(kTasks * kRows * kIn, 0.5f), w(kTasks * kIn * kOut, 0.25f), y(kTasks * kRows * kOut);
   for (auto _ : state) {
     for (int64_t t = 0; t < kTasks; ++t)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kRows, kOut, kIn, 1.0f, x.data() + t * kRows * kIn, kIn,
-                  w.data() + t * kIn * kOut, kOut, 0.0f, y.data() + t * kRows * kOut, kOut);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, TransposedW ? CblasTrans : CblasNoTrans, kRows, kOut, kIn, 1.0f,
+                  x.data() + t * kRows * kIn, kIn, w.data() + t * kIn * kOut, TransposedW ? kIn : kOut, 0.0f,
+                  y.data() + t * kRows * kOut, kOut);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
   set_gemm_counters(state, kSmallFlops);
 }
-BENCHMARK(BM_openblas_small_batched)->Name("sgemm_small_batched/openblas");
-
-void BM_openblas_small_batched_wt(benchmark::State& state) {
-  std::vector<float> x(kTasks * kRows * kIn, 0.5f), w(kTasks * kIn * kOut, 0.25f), y(kTasks * kRows * kOut);
-  for (auto _ : state) {
-    for (int64_t t = 0; t < kTasks; ++t)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, kRows, kOut, kIn, 1.0f, x.data() + t * kRows * kIn, kIn,
-                  w.data() + t * kIn * kOut, kIn, 0.0f, y.data() + t * kRows * kOut, kOut);
-    benchmark::DoNotOptimize(y.data());
-    benchmark::ClobberMemory();
-  }
-  set_gemm_counters(state, kSmallFlops);
-}
-BENCHMARK(BM_openblas_small_batched_wt)->Name("sgemm_small_batched_wt/openblas");
+BENCHMARK(BM_openblas_small_batched<false>)->Name("sgemm_small_batched/openblas");
+BENCHMARK(BM_openblas_small_batched<true>)->Name("sgemm_small_batched_wt/openblas");
 #endif
 
 }  // namespace
