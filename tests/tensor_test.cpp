@@ -755,6 +755,37 @@ TEST_CASE("argmax and argmin") {
   CHECK_ERROR(k::arg_reduce(ReduceOp::Sum, zeros({3}), 0, false), "only max and min");
 }
 
+TEST_CASE("argmax and argmin of float32 along a non-inner dim: ties, NaN and infinities, column by column") {
+  // [3, 5, 37]: the reduced dim has stride 37 and the outputs are neighbours, the layout the
+  // vectorised column path takes; checked against a plain scalar walk.
+  Generator gen(9);
+  Tensor x = k::cast(randint(-3, 4, {3, 5, 37}, kCPU, &gen), kFloat32);
+  std::vector<float> v = x.to_vector<float>();
+  v[37 * 2 + 4] = std::nanf("");
+  v[37 * 4 + 4] = std::nanf("");  // the first NaN along the dim wins
+  v[37 * 1 + 5] = std::numeric_limits<float>::infinity();
+  v[37 * 3 + 6] = -std::numeric_limits<float>::infinity();
+  x = tensor(v, {3, 5, 37});
+  for (ReduceOp op : {ReduceOp::Max, ReduceOp::Min}) {
+    auto [values, indices] = k::arg_reduce(op, x, 1, false);
+    const std::vector<float> got_v = values.to_vector<float>();
+    const std::vector<int64_t> got_i = indices.to_vector<int64_t>();
+    for (int64_t b = 0; b < 3; ++b)
+      for (int64_t j = 0; j < 37; ++j) {
+        float best = v[b * 185 + j];
+        int64_t best_i = 0;
+        for (int64_t i = 1; i < 5; ++i) {
+          const float e = v[b * 185 + i * 37 + j];
+          const bool better = (op == ReduceOp::Max ? e > best : e < best) || (std::isnan(e) && !std::isnan(best));
+          if (better) best = e, best_i = i;
+        }
+        INFO("op " << static_cast<int>(op) << " b " << b << " j " << j);
+        CHECK(got_i[b * 37 + j] == best_i);
+        CHECK((std::isnan(best) ? std::isnan(got_v[b * 37 + j]) : got_v[b * 37 + j] == best));
+      }
+  }
+}
+
 // ================================================================ matmul
 
 namespace {

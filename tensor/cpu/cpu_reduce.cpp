@@ -88,6 +88,27 @@ MG_VECTORIZE double dense_sum_f32(double acc, const float* x, int64_t n) {
   return acc + ((part[0] + part[1]) + (part[2] + part[3]));
 }
 
+// The arg-max (or arg-min) of n neighbouring outputs at once, each over len elements that lie
+// `step` floats apart (max-pooling's windows after im2col): a vector of outputs per compare
+// instead of one output's strided walk. The generic loop's comparisons, element for element: the
+// first index wins ties and the first NaN wins.
+MG_VECTORIZE void arg_reduce_rows_f32(const float* x, int64_t step, int64_t len, int64_t n, bool is_max,
+                                      float* best, int64_t* best_i) {
+  for (int64_t j = 0; j < n; ++j) {
+    best[j] = x[j];
+    best_i[j] = 0;
+  }
+  for (int64_t i = 1; i < len; ++i) {
+    const float* row = x + i * step;
+    for (int64_t j = 0; j < n; ++j) {
+      const float v = row[j], b = best[j];
+      const bool better = (is_max ? v > b : v < b) || (v != v && b == b);
+      best[j] = better ? v : b;
+      best_i[j] = better ? i : best_i[j];
+    }
+  }
+}
+
 // Accumulates one run of n elements (byte stride s) into acc.
 template <ReduceOp Op, typename T>
 typename Reducer<Op, T>::Acc reduce_run(typename Reducer<Op, T>::Acc acc, const char* p, int64_t s, int64_t n) {
@@ -222,6 +243,13 @@ void arg_reduce_typed(const Tensor& x, int dim, const Tensor& values, const Tens
   parallel_for(kept.numel, len, [&](int64_t begin, int64_t end) {
     run_range(kept, {bytes(values), bytes(indices), bytes(x)}, begin, end,
               [&](std::array<char*, 3> p, const std::array<int64_t, 3>& s, int64_t n) {
+                if constexpr (std::is_same_v<T, float>) {
+                  if (s[0] == e && s[1] == 8 && s[2] == e && step % e == 0) {
+                    arg_reduce_rows_f32(reinterpret_cast<const float*>(p[2]), step / e, len, n, Op == ReduceOp::Max,
+                                        reinterpret_cast<float*>(p[0]), reinterpret_cast<int64_t*>(p[1]));
+                    return;
+                  }
+                }
                 for (int64_t j = 0; j < n; ++j) {
                   const char* row = p[2] + j * s[2];
                   T best = *reinterpret_cast<const T*>(row);
