@@ -70,6 +70,24 @@ void BM_mg_mul(benchmark::State& state) {
 }
 BENCHMARK(BM_mg_mul)->Name("mul_f32_16M/mg")->UseRealTime();
 
+// A full sum (accumulated in double), and BatchNorm's per-channel statistics: [32, 64, 28, 28]
+// summed over all dims but the channel.
+void BM_mg_sum(benchmark::State& state) {
+  mg::NoGradGuard no_grad;
+  const Tensor a = randn32({kStreamN}, 2);
+  timed(state, [&] { return mg::sum(a); });
+  state.counters["GB/s"] = bytes_per_second(4.0 * kStreamN);
+}
+BENCHMARK(BM_mg_sum)->Name("sum_f32_16M/mg")->UseRealTime();
+
+void BM_mg_channel_sum(benchmark::State& state) {
+  mg::NoGradGuard no_grad;
+  const Tensor a = randn32({32, 64, 28, 28}, 2);
+  timed(state, [&] { return mg::sum(a, {0, 2, 3}); });
+  state.counters["GB/s"] = bytes_per_second(4.0 * 32 * 64 * 28 * 28);
+}
+BENCHMARK(BM_mg_channel_sum)->Name("channel_sum_f32_32x64x28x28/mg")->UseRealTime();
+
 void BM_mg_exp(benchmark::State& state) {
   mg::NoGradGuard no_grad;
   const Tensor a = randn32({kStreamN}, 4);

@@ -77,15 +77,20 @@ struct Reducer {
   }
 };
 
-// reduce_run's dense float sum below, compiled per ISA: the four partial sums become one vector
-// of four doubles. The same additions in the same order as the generic loop, so the same bits.
+// reduce_run's dense float sum, compiled per ISA: 32 partial sums in double, so that even
+// AVX-512 has four independent vector chains to keep its adders busy (a full-tensor sum, as
+// BatchNorm's statistics, is otherwise bound by the add latency). Every ISA performs the same
+// additions in the same order, so the result does not depend on the machine.
 MG_VECTORIZE double dense_sum_f32(double acc, const float* x, int64_t n) {
-  double part[4] = {0, 0, 0, 0};
+  constexpr int kParts = 32;
+  double part[kParts] = {};
   int64_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    for (int k = 0; k < 4; ++k) part[k] += static_cast<double>(x[i + k]);
+  for (; i + kParts <= n; i += kParts)
+    for (int k = 0; k < kParts; ++k) part[k] += static_cast<double>(x[i + k]);
   for (; i < n; ++i) part[0] += static_cast<double>(x[i]);
-  return acc + ((part[0] + part[1]) + (part[2] + part[3]));
+  for (int width = kParts / 2; width > 0; width /= 2)
+    for (int k = 0; k < width; ++k) part[k] += part[k + width];
+  return acc + part[0];
 }
 
 // The arg-max (or arg-min) of n neighbouring outputs at once, each over len elements that lie
