@@ -44,6 +44,30 @@ TEST_SUITE("tensor.memory") {
     CHECK(memory_stats().reserved == memory_stats().allocated);
   }
 
+  TEST_CASE("a large request reuses a cached block up to twice its size, which returns at its own size") {
+    const char* env = std::getenv("MG_CPU_CACHE");
+    if (env != nullptr && std::string_view(env) == "0") return;  // no cache to reuse from
+    empty_cache();
+    const MemoryStats clean = memory_stats();
+    { Tensor big = empty({5 << 18}); }  // a 5 MiB block, now cached
+    CHECK(memory_stats().reserved == clean.reserved + (5 << 20));
+    {
+      Tensor smaller = empty({3 << 18});  // 3 MiB: takes the 5 MiB block instead of new memory
+      CHECK(memory_stats().reserved == clean.reserved + (5 << 20));
+      CHECK(memory_stats().allocated == clean.allocated + (5 << 20));
+      Tensor tiny = empty({1 << 18});  // 1 MiB, a small bucket: never served from a large block
+      CHECK(memory_stats().reserved == clean.reserved + (6 << 20));
+    }
+    CHECK(memory_stats().allocated == clean.allocated);
+    CHECK(memory_stats().reserved == clean.reserved + (6 << 20));
+    {
+      Tensor again = empty({5 << 18});  // the 5 MiB block went back as 5 MiB: an exact hit
+      CHECK(memory_stats().reserved == clean.reserved + (6 << 20));
+    }
+    empty_cache();
+    CHECK(memory_stats().reserved == memory_stats().allocated);
+  }
+
   TEST_CASE("peak_allocated is the high-water mark since the last reset") {
     reset_peak_memory_stats();
     const int64_t base = memory_stats().allocated;
