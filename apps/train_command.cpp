@@ -251,8 +251,8 @@ int train_command(const std::vector<std::string>& args) {
           << "batchnorm " << batchnorm_description(spec) << "\n"
           << "build " << build.compiler << " " << build.build_type << ", cpu kernels " << build.simd << ", "
           << num_threads() << " threads, cuda " << (build.cuda_compiled ? "compiled" : "not compiled") << "\n"
-          << "device " << device_description(device, build) << (config.device_graph ? ", meta-step replayed as a graph" : "")
-          << "\n"
+          << "device " << device_description(device, build)
+          << (config.device_graph ? ", meta-step replayed as a graph" : "") << "\n"
           << "output " << out_dir
           << (a.flag("resume") ? " (resumed at iteration " + std::to_string(trainer.iteration()) + ")" : "") << "\n";
   std::cout << summary.str() << std::endl;

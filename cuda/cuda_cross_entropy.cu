@@ -43,7 +43,7 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const int64_t* ta
   for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / classes, c = i % classes;
     const int64_t want = target[r];
-    out[i] = want == ignore_index                ? T(0)
+    out[i] = want == ignore_index            ? T(0)
              : (want < 0 || want >= classes) ? T(NAN)
                                              : grad[r] * (exp(logits[i] - lse[r]) - (c == want ? T(1) : T(0)));
   }

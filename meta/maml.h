@@ -20,7 +20,7 @@ struct MamlOptions {
 struct TaskLoss {
   Tensor query_loss;            // differentiable with respect to params (and learned rates)
   Tensor query_output;          // the adapted model's output on the query set (detached)
-  TensorList support_losses;  // before each inner step (detached scalars)
+  TensorList support_losses;    // before each inner step (detached scalars)
 };
 
 TaskLoss maml_task_loss(nn::Module& model, const nn::TensorDict& params, const Task& task, const LossFn& loss,

@@ -295,8 +295,8 @@ double Trainer::graph_step(const TaskBatch& batch) {
     return total * scale;
   }
   if (graph_ == nullptr) {
-    graph_batch_ = TaskBatch{batch.support_x.clone(), batch.support_y.clone(), batch.query_x.clone(),
-                             batch.query_y.clone(), {}};
+    graph_batch_ =
+        TaskBatch{batch.support_x.clone(), batch.support_y.clone(), batch.query_x.clone(), batch.query_y.clone(), {}};
     // The recorded backward makes the gradients; later replays write the same tensors.
     optimizer_->zero_grad();
     const MamlOptions options = maml_options();
@@ -426,8 +426,8 @@ EvalResult Trainer::evaluate_on(const TaskSampler& sampler, int64_t tasks, int i
   const bool classifies = config_.loss == LossKind::CrossEntropy;
   std::vector<double> losses(static_cast<std::size_t>(tasks)), accuracies(classifies ? losses.size() : 0);
   for_each_task(tasks, task_threads(tasks), [&](int64_t i) {
-    const Task task = device_.is_cpu() ? sampler.task(static_cast<uint64_t>(i))
-                                       : sampler.task(static_cast<uint64_t>(i)).to(device_);
+    const Task task =
+        device_.is_cpu() ? sampler.task(static_cast<uint64_t>(i)) : sampler.task(static_cast<uint64_t>(i)).to(device_);
     const nn::TensorDict start =
         model_.named_parameters().map([](const Tensor& p) { return p.detach().requires_grad_(); });
     Tensor out;

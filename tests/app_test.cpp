@@ -117,8 +117,7 @@ TEST_SUITE("app") {
     check_failure(run("eval"), "--checkpoint FILE is required");
     check_failure(run("train --device-graph"), "--device-graph records CUDA work; it needs --device cuda");
     check_failure(run("train --device tpu"), "tpu");
-    if (build_info().cuda_devices == 0)
-      check_failure(run("train --device cuda --iterations 1" + kTiny), "cuda:0");
+    if (build_info().cuda_devices == 0) check_failure(run("train --device cuda --iterations 1" + kTiny), "cuda:0");
     const Result help = run("train --help");
     CHECK(help.status == 0);
     CHECK(help.output.find("--inner-steps") != std::string::npos);

@@ -20,12 +20,12 @@
 #include "../autograd/grad.h"
 #include "../autograd/grad_mode.h"
 #include "../autograd/ops.h"
+#include "../cuda/cuda_allocator.h"
+#include "../cuda/cuda_blas.h"
 #include "../meta/sinusoid.h"
 #include "../meta/trainer.h"
 #include "../nn/losses.h"
 #include "../nn/mlp.h"
-#include "../cuda/cuda_allocator.h"
-#include "../cuda/cuda_blas.h"
 #include "../tensor/backend.h"
 #include "../tensor/build_info.h"
 #include "../tensor/creation.h"
@@ -745,7 +745,8 @@ TEST_SUITE("cuda.graphs") {
       graph->replay();
       const TensorList eager = meta_grad();
       CHECK(cuda::allocator_stats(0).device_malloc_calls == mallocs);
-      for (std::size_t i = 0; i < eager.size(); ++i) check_equal(captured[i], eager[i].to(kCPU), "output " + std::to_string(i));
+      for (std::size_t i = 0; i < eager.size(); ++i)
+        check_equal(captured[i], eager[i].to(kCPU), "output " + std::to_string(i));
     }
   }
 

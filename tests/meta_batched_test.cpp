@@ -138,8 +138,7 @@ MetaGradients meta_gradients(nn::Module& model, const TensorDict& params, const 
   out.batched = flatten(grad({b.query_loss}, inputs));
   const std::vector<double> task_losses = b.task_query_losses.values_as_double();
   REQUIRE(task_losses.size() == per_task.size());
-  for (std::size_t t = 0; t < per_task.size(); ++t)
-    CHECK(task_losses[t] == doctest::Approx(per_task[t]).epsilon(1e-5));
+  for (std::size_t t = 0; t < per_task.size(); ++t) CHECK(task_losses[t] == doctest::Approx(per_task[t]).epsilon(1e-5));
   return out;
 }
 

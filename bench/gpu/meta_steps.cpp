@@ -159,7 +159,9 @@ int run_meta(const std::string& name, const std::string& out_dir) {
   for (const char* path : {"looped", "batched", "graph"}) {
     auto step = [&] {
       const std::string p(path);
-      return p == "looped" ? looped_step(w, spec) : p == "batched" ? batched_step(w, spec) : graph_step(w, spec, recorded);
+      return p == "looped"    ? looped_step(w, spec)
+             : p == "batched" ? batched_step(w, spec)
+                              : graph_step(w, spec, recorded);
     };
     double loss = 0.0;
     try {

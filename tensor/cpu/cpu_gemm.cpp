@@ -31,7 +31,7 @@ namespace {
 // Below this many flops a GEMM stays on the calling thread: waking the pool costs microseconds
 // on an idle machine and up to a scheduler time slice (milliseconds) on a busy one, where a
 // 128^3 product (4 MFLOP) went from 20 us on one thread to 14 ms on two.
-constexpr double kParallelFlops = 8e6;
+[[maybe_unused]] constexpr double kParallelFlops = 8e6;  // used only with OpenMP
 
 // Kernels that can read B in place do so when it has unit-stride columns and is small enough to
 // stay in L2 across the tiles: packing it would cost about as much as the product itself.

@@ -97,8 +97,8 @@ MG_VECTORIZE double dense_sum_f32(double acc, const float* x, int64_t n) {
 // `step` floats apart (max-pooling's windows after im2col): a vector of outputs per compare
 // instead of one output's strided walk. The generic loop's comparisons, element for element: the
 // first index wins ties and the first NaN wins.
-MG_VECTORIZE void arg_reduce_rows_f32(const float* x, int64_t step, int64_t len, int64_t n, bool is_max,
-                                      float* best, int64_t* best_i) {
+MG_VECTORIZE void arg_reduce_rows_f32(const float* x, int64_t step, int64_t len, int64_t n, bool is_max, float* best,
+                                      int64_t* best_i) {
   for (int64_t j = 0; j < n; ++j) {
     best[j] = x[j];
     best_i[j] = 0;
