@@ -66,17 +66,6 @@ __global__ void softmax_backward_kernel(const T* y, const T* g, T* out, Geometry
   }
 }
 
-// The shape and strides of t without dim: the rows.
-void drop_dim(const Tensor& t, int dim, Shape& shape, Strides& strides) {
-  shape.clear();
-  strides.clear();
-  for (int d = 0; d < static_cast<int>(t.dim()); ++d) {
-    if (d == dim) continue;
-    shape.push_back(t.shape()[d]);
-    strides.push_back(t.strides()[d]);
-  }
-}
-
 template <typename Launch>
 void launch_rows(int64_t nrows, int64_t len, Launch&& launch) {
   if (len <= kWarpRowLimit) {
@@ -94,8 +83,8 @@ void softmax(const Tensor& x, int dim, bool log, const Tensor& out) {
   dispatch_floating(x.dtype(), name, [&]<typename T>() {
     Shape shape;
     Strides xs, os;
-    drop_dim(x, dim, shape, xs);
-    drop_dim(out, dim, shape, os);
+    drop_dim(x.shape(), x.strides(), dim, shape, xs);
+    drop_dim(out.shape(), out.strides(), dim, shape, os);
     const Geometry<2> rows = make_geometry<2>(name, shape, {&os, &xs});
     const int64_t nrows = numel_of(shape), len = x.shape()[dim];
     launch_rows(nrows, len, [&]<int RowThreads>(unsigned blocks, int threads) {
@@ -111,9 +100,9 @@ void softmax_backward(const Tensor& y, const Tensor& grad, int dim, bool log, co
   dispatch_floating(y.dtype(), name, [&]<typename T>() {
     Shape shape;
     Strides ys, gs, os;
-    drop_dim(y, dim, shape, ys);
-    drop_dim(grad, dim, shape, gs);
-    drop_dim(out, dim, shape, os);
+    drop_dim(y.shape(), y.strides(), dim, shape, ys);
+    drop_dim(grad.shape(), grad.strides(), dim, shape, gs);
+    drop_dim(out.shape(), out.strides(), dim, shape, os);
     const Geometry<3> rows = make_geometry<3>(name, shape, {&os, &ys, &gs});
     const int64_t nrows = numel_of(shape), len = y.shape()[dim];
     launch_rows(nrows, len, [&]<int RowThreads>(unsigned blocks, int threads) {

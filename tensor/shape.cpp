@@ -66,6 +66,16 @@ std::vector<int> wrap_dims(std::string_view op, const std::vector<int64_t>& dims
   return out;
 }
 
+void drop_dim(const Shape& shape, const Strides& strides, int dim, Shape& out_shape, Strides& out_strides) {
+  out_shape.clear();
+  out_strides.clear();
+  for (int d = 0; d < static_cast<int>(shape.size()); ++d) {
+    if (d == dim) continue;
+    out_shape.push_back(shape[d]);
+    out_strides.push_back(strides[d]);
+  }
+}
+
 Shape reduced_shape(const Shape& shape, const std::vector<int>& dims, bool keepdim) {
   Shape out;
   size_t next = 0;

@@ -29,6 +29,10 @@ std::vector<int> wrap_dims(std::string_view op, const std::vector<int64_t>& dims
 // The shape of a reduction over dims, with or without the reduced dims kept as size 1.
 Shape reduced_shape(const Shape& shape, const std::vector<int>& dims, bool keepdim);
 
+// shape and strides without dim, into out_shape and out_strides: the rows a kernel that works
+// along one dim walks (softmax, index_select, gather, ...), on any backend.
+void drop_dim(const Shape& shape, const Strides& strides, int dim, Shape& out_shape, Strides& out_strides);
+
 struct ShapeView {
   const Shape& shape;
 };

@@ -18,17 +18,6 @@ inline void accumulate(T* dst, T v) {
     *dst += v;
 }
 
-// t's shape and strides without one dim.
-void drop_dim(const Tensor& t, int dim, Shape& shape, Strides& strides) {
-  shape.clear();
-  strides.clear();
-  for (int d = 0; d < static_cast<int>(t.dim()); ++d) {
-    if (d == dim) continue;
-    shape.push_back(t.shape()[d]);
-    strides.push_back(t.strides()[d]);
-  }
-}
-
 int64_t index_at(const Tensor& index, int64_t j) {
   return index.data_ptr<int64_t>()[j * index.strides()[0]];
 }
@@ -38,8 +27,8 @@ void index_select_typed(const Tensor& x, int dim, const Tensor& index, const Ten
   constexpr int64_t e = sizeof(T);
   Shape slice;
   Strides xs, os;
-  drop_dim(x, dim, slice, xs);
-  drop_dim(out, dim, slice, os);
+  drop_dim(x.shape(), x.strides(), dim, slice, xs);
+  drop_dim(out.shape(), out.strides(), dim, slice, os);
   const auto plan = make_plan<2>(slice, {&os, &xs}, {e, e});
   const int64_t count = index.numel();
   const int64_t x_step = x.strides()[dim] * e, out_step = out.strides()[dim] * e;
@@ -69,8 +58,8 @@ void index_add_typed(const Tensor& out, int dim, const Tensor& index, const Tens
   constexpr int64_t e = sizeof(T);
   Shape slice;
   Strides os, ss;
-  drop_dim(out, dim, slice, os);
-  drop_dim(src, dim, slice, ss);
+  drop_dim(out.shape(), out.strides(), dim, slice, os);
+  drop_dim(src.shape(), src.strides(), dim, slice, ss);
   const auto plan = make_plan<2>(slice, {&os, &ss}, {e, e});
   const int64_t count = index.numel();
   const int64_t out_step = out.strides()[dim] * e, src_step = src.strides()[dim] * e;
@@ -111,9 +100,9 @@ void scatter_add_typed(const Tensor& out, int dim, const Tensor& index, const Te
   Shape outer;
   Strides os, is, ss;
   Shape unused;
-  drop_dim(index, dim, outer, is);
-  drop_dim(src, dim, unused, ss);
-  drop_dim(out, dim, unused, os);
+  drop_dim(index.shape(), index.strides(), dim, outer, is);
+  drop_dim(src.shape(), src.strides(), dim, unused, ss);
+  drop_dim(out.shape(), out.strides(), dim, unused, os);
   const auto plan = make_plan<3>(outer, {&os, &is, &ss}, {e, 8, e});
   const int64_t len = index.shape()[dim];
   const int64_t out_step = out.strides()[dim] * e, idx_step = index.strides()[dim] * 8,
