@@ -18,7 +18,7 @@ namespace mg {
   /* linear algebra */                                                                                \
   X(matmul) X(affine)                                                                                 \
   /* normalisation */                                                                                 \
-  X(softmax) X(log_softmax) X(layer_norm)                                                             \
+  X(softmax) X(log_softmax) X(layer_norm) X(batch_norm)                                               \
   /* losses */                                                                                        \
   X(cross_entropy_rows)                                                                               \
   /* indexing */                                                                                      \

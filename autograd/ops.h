@@ -99,7 +99,7 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // and bias [out], or per task weight [T, out, in] with x [T, ..., in] and bias [T, out]; bias may be undefined.
 Tensor affine(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
-// ---- normalisation (ops_softmax.cpp, ops_layer_norm.cpp) ----
+// ---- normalisation (ops_softmax.cpp, ops_layer_norm.cpp, ops_batch_norm.cpp) ----
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 // torch.nn.functional.layer_norm: normalises over the last normalized_shape.size() dims (biased
@@ -108,6 +108,17 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 // [T, ...] parameters.
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
                   const Tensor& bias = Tensor(), double eps = 1e-5);
+// Batch normalisation with the batch's own statistics (training mode; ops_batch_norm.cpp): x
+// [N,C,H,W] normalised per channel over (N,H,W) with the biased variance, or task-batched
+// [T,N,C,H,W] per task and channel; then scaled by weight and shifted by bias, both optional and
+// [C] ([T,C] for task-batched x). One fused kernel forward and first-order backward.
+// nn::functional::batch_norm2d adds running statistics and eval mode on top. When stats is given
+// it receives the channels' mean and biased variance ([C] or [T,C]), detached.
+struct BatchNormStats {
+  Tensor mean, var;
+};
+Tensor batch_norm(const Tensor& x, const Tensor& weight = Tensor(), const Tensor& bias = Tensor(), double eps = 1e-5,
+                  BatchNormStats* stats = nullptr);
 
 // ---- losses (ops_cross_entropy.cpp) ----
 // Cross-entropy of class-index targets along the last dim, one loss per row: logits [..., C]

@@ -85,6 +85,15 @@ class CudaBackend final : public Backend {
     DeviceGuard guard(index_of(out));
     cuda::layer_norm(x, weight, bias, eps, out, mean, rstd);
   }
+  void batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                  const Tensor& mean, const Tensor& var, const Tensor& rstd) override {
+    cuda::batch_norm(x, weight, bias, eps, out, mean, var, rstd);
+  }
+  void batch_norm_backward(const Tensor& x, const Tensor& grad, const Tensor& mean, const Tensor& rstd,
+                           const Tensor& weight, const Tensor& grad_x, const Tensor& grad_weight,
+                           const Tensor& grad_bias) override {
+    cuda::batch_norm_backward(x, grad, mean, rstd, weight, grad_x, grad_weight, grad_bias);
+  }
   void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, const Tensor& loss,
                      const Tensor& lse) override {
     DeviceGuard guard(index_of(loss));

@@ -36,6 +36,12 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
 void softmax(const Tensor& x, int dim, bool log, const Tensor& out);
 void softmax_backward(const Tensor& y, const Tensor& grad, int dim, bool log, const Tensor& out);
 
+// cuda_batch_norm.cu
+void batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                const Tensor& mean, const Tensor& var, const Tensor& rstd);
+void batch_norm_backward(const Tensor& x, const Tensor& grad, const Tensor& mean, const Tensor& rstd,
+                         const Tensor& weight, const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias);
+
 // cuda_cross_entropy.cu
 void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, const Tensor& loss,
                    const Tensor& lse);

@@ -17,8 +17,8 @@
 //                 (0 until then). train(): batch statistics, updating row s; eval(): row s's
 //                 running statistics. The affine parameters are shared across steps.
 //
-// The normalisation is composed of differentiable ops (functional::batch_norm2d), so a MAML
-// inner loop can differentiate through it to any order; running statistics are updated in
+// The normalisation (functional::batch_norm2d) is differentiable to any order, so a MAML inner
+// loop can differentiate through it; running statistics are updated in
 // place under no-grad, from detached values.
 //
 // Task-batched input [T,N,C,H,W] (per-task weight and bias [T,C], see nn/functional.h): the

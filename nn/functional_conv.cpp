@@ -69,24 +69,18 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& running_mean, const Tensor& r
   MG_CHECK(!(per_task && training && running_mean.defined()), "batch_norm2d: training on task-batched input ",
            describe(x), " updates no running statistics; apply update_running_stats to each task instead");
 
-  Tensor y;
   if (training) {
     const int64_t count = x.size(-4) * x.size(-2) * x.size(-1);
     // As PyTorch: one value per channel has no variance to normalise by.
     MG_CHECK(count > 1, "batch_norm2d: expected more than 1 value per channel when training, got input ", describe(x));
-    const std::vector<int64_t> dims = per_task ? std::vector<int64_t>{1, 3, 4} : std::vector<int64_t>{0, 2, 3};
-    Tensor mu = mean(x, dims, true);
-    Tensor centered = x - mu;
-    Tensor var = mean(centered * centered, dims, true);  // biased, for normalising
-    y = centered * rsqrt(var + eps);
-    if (running_mean.defined())
-      move_running_stats(running_mean, running_var, reshape(mu.detach(), {x.size(1)}),
-                         reshape(var.detach(), {x.size(1)}), count, momentum);
-  } else {
-    MG_CHECK(running_mean.defined(), "batch_norm2d: running_mean and running_var are needed when not training");
-    // Constants here: the running statistics are buffers, never differentiated.
-    y = (x - per_channel(running_mean.detach())) * per_channel(rsqrt(running_var.detach() + eps));
+    BatchNormStats stats;
+    Tensor y = batch_norm(x, weight, bias, eps, &stats);
+    if (running_mean.defined()) move_running_stats(running_mean, running_var, stats.mean, stats.var, count, momentum);
+    return y;
   }
+  MG_CHECK(running_mean.defined(), "batch_norm2d: running_mean and running_var are needed when not training");
+  // Constants here: the running statistics are buffers, never differentiated.
+  Tensor y = (x - per_channel(running_mean.detach())) * per_channel(rsqrt(running_var.detach() + eps));
   if (weight.defined()) y = y * per_channel(weight);
   if (bias.defined()) y = y + per_channel(bias);
   return y;

@@ -35,8 +35,9 @@ Tensor over_task_images(const Tensor& x, Fn&& fn) {
 //     momentum: r = (1 - momentum) r + momentum * batch. The update is in place, under no-grad
 //     and from detached values, so no tape ever runs through the running statistics.
 //   !training: normalise with running_mean and running_var, which must be given.
-// weight and bias [C] may be undefined (no affine transform). Composed of differentiable ops,
-// so the result is differentiable to any order in x, weight and bias.
+// weight and bias [C] may be undefined (no affine transform). Training goes through the fused
+// mg::batch_norm, evaluation is composed of ops; both are differentiable to any order in x,
+// weight and bias.
 // Task-batched x [T,N,C,H,W], with weight and bias [T,C] when given: each task is normalised
 // with its own statistics over (N, H, W) when training, and with the shared running statistics
 // [C] otherwise. Training on it updates no running statistics (they are given only when not

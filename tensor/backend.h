@@ -99,6 +99,23 @@ class Backend {
   virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                           const Tensor& mean, const Tensor& rstd) = 0;
 
+  // Batch normalisation with the batch's own statistics: x is [G, N, C, S] (contiguous), each
+  // (g, c) normalised over its N * S values. Writes mean[g, c], var[g, c] (biased) and
+  // rstd[g, c] = 1 / sqrt(var + eps) ([G * C], contiguous, x's dtype), and
+  // out[g, n, c, s] = (x - mean) * (rstd * weight[g, c]) + bias[g, c]; weight and bias are
+  // [G * C], contiguous, or undefined (factor 1, offset 0). G is the task dim of task-batched
+  // input (1 otherwise), S the spatial positions.
+  virtual void batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                          const Tensor& mean, const Tensor& var, const Tensor& rstd) = 0;
+  // Its first-order backward for the gradient grad (x's shape, contiguous), from the forward's
+  // mean and rstd; with x_hat = (x - mean) * rstd and M = N * S, writes whichever is defined of
+  //   grad_bias[g, c] = sum grad,   grad_weight[g, c] = sum grad * x_hat,
+  //   grad_x = weight * rstd * (grad - grad_bias / M - x_hat * grad_weight / M)
+  // (sums over n and s; grad_x x's shape, the others [G * C], all contiguous).
+  virtual void batch_norm_backward(const Tensor& x, const Tensor& grad, const Tensor& mean, const Tensor& rstd,
+                                   const Tensor& weight, const Tensor& grad_x, const Tensor& grad_weight,
+                                   const Tensor& grad_bias) = 0;
+
   // Cross-entropy of each row of logits [rows, classes] (contiguous) with class-index targets
   // [rows] (int64, contiguous; every entry is ignore_index or in [0, classes)): writes
   // lse[r] = logsumexp(logits[r]) and loss[r] = lse[r] - logits[r, target[r]], 0 where the

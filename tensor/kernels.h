@@ -61,6 +61,24 @@ struct LayerNormResult {
 LayerNormResult layer_norm(const Tensor& x, int64_t normalized_dims, const Tensor& weight, const Tensor& bias,
                            double eps);
 
+// Batch normalisation with the batch's statistics (kernels_batch_norm.cpp): x is [N,C,H,W],
+// normalised per channel over (N, H, W), or task-batched [T,N,C,H,W], per task and channel over
+// (N, H, W). weight and bias (optional) are [C], or [T,C] for task-batched input. Returns out
+// (x's shape), and the mean, biased variance and rstd = 1 / sqrt(var + eps) of each channel:
+// [C], or [T,C].
+struct BatchNormResult {
+  Tensor out, mean, var, rstd;
+};
+BatchNormResult batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
+// Its first-order gradients for an output gradient grad (x's shape), from the forward's mean and
+// rstd: (input, weight, bias), each computed only where its need_* flag is set and undefined
+// otherwise (the weight's also needs weight defined).
+struct BatchNormGrads {
+  Tensor x, weight, bias;
+};
+BatchNormGrads batch_norm_backward(const Tensor& x, const Tensor& grad, const Tensor& mean, const Tensor& rstd,
+                                   const Tensor& weight, bool need_x, bool need_weight, bool need_bias);
+
 // Cross-entropy of class-index targets along the last dim of logits [..., C] (kernels_cross_entropy.cpp):
 // target is int64 of shape logits.shape()[:-1], each entry ignore_index or in [0, C) (throws
 // naming the first that is neither). Returns the per-row loss logsumexp(row) - row[target], 0

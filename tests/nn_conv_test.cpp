@@ -442,16 +442,19 @@ TEST_SUITE("nn.conv") {
       bn(x);
       const Tensor rm = batch_mean * 0.25;
       const Tensor rv = batch_var_unbiased * 0.25 + 0.75;
-      CHECK(bn.buffer("running_mean").values_as_double() == rm.values_as_double());
-      for (int c = 0; c < 2; ++c)
+      // The fused kernel merges per-image sums, so the last bits differ from mean()'s.
+      for (int c = 0; c < 2; ++c) {
+        CHECK(bn.buffer("running_mean").values_as_double()[c] == doctest::Approx(rm.values_as_double()[c]).epsilon(1e-14));
         CHECK(bn.buffer("running_var").values_as_double()[c] == doctest::Approx(rv.values_as_double()[c]).epsilon(1e-14));
+      }
+      const std::vector<double> rm_after_train = bn.buffer("running_mean").values_as_double();
       CHECK(bn.buffer("num_batches_tracked").item<int64_t>() == 1);
       bn.eval();
       Tensor y = bn(x);
       Tensor expected = (x - rm.reshape({2, 1, 1})) / sqrt(bn.buffer("running_var").reshape({2, 1, 1}) + 1e-5);
       CHECK(max(abs(y - expected).flatten(), 0).first.item<double>() < 1e-12);
       CHECK(bn.buffer("num_batches_tracked").item<int64_t>() == 1);
-      CHECK(bn.buffer("running_mean").values_as_double() == rm.values_as_double());
+      CHECK(bn.buffer("running_mean").values_as_double() == rm_after_train);
       // Training normalises with the biased batch variance.
       bn.train();
       Tensor yt = bn(x);
@@ -479,7 +482,9 @@ TEST_SUITE("nn.conv") {
       bn(x);
       const std::vector<double> rm = bn.buffer("running_mean").values_as_double();
       const std::vector<double> expected_row = (batch_mean * 0.5).values_as_double();
-      CHECK(rm == std::vector<double>{0, 0, 0, 0, expected_row[0], expected_row[1]});
+      CHECK(std::vector<double>(rm.begin(), rm.begin() + 4) == std::vector<double>{0, 0, 0, 0});
+      CHECK(rm[4] == doctest::Approx(expected_row[0]).epsilon(1e-14));
+      CHECK(rm[5] == doctest::Approx(expected_row[1]).epsilon(1e-14));
       CHECK(bn.buffer("num_batches_tracked").values_as_double() == std::vector<double>{0, 0, 1});
       const std::vector<double> rv = bn.buffer("running_var").values_as_double();
       CHECK(rv[0] == 1.0);
@@ -537,6 +542,66 @@ TEST_SUITE("nn.conv") {
     }
     BatchNorm2d no_affine(2, 1e-3, 0.1, false);
     check_grads(no_affine, x, "no affine, train");
+  }
+
+  TEST_CASE("batch_norm: the fused kernels against the formula in float64 ops") {
+    // Reference: the normalisation and its gradients written out in float64 ops on x's values.
+    auto reference = [](const Tensor& x64, const Tensor& w64, const Tensor& b64, const Tensor& g64) {
+      const bool per_task = x64.dim() == 5;
+      const std::vector<int64_t> dims = per_task ? std::vector<int64_t>{1, 3, 4} : std::vector<int64_t>{0, 2, 3};
+      auto channel = [&](const Tensor& t) {
+        return per_task ? t.reshape({t.size(0), 1, t.size(1), 1, 1}) : t.reshape({t.size(0), 1, 1});
+      };
+      Tensor x = leaf(x64), w = leaf(w64), b = leaf(b64);
+      const Tensor centered = x - mean(x, dims, true);
+      const Tensor y = centered * rsqrt(mean(centered * centered, dims, true) + 1e-5) * channel(w) + channel(b);
+      TensorList grads = grad({sum(y * g64)}, {x, w, b});
+      grads.insert(grads.begin(), y.detach());
+      return grads;
+    };
+    struct Case {
+      Shape x, channel;
+    };
+    // S = 35 (vector lanes and a tail), S = 1600 (several 16-lane blocks per slice), task-batched.
+    for (const Case& c : {Case{{3, 4, 5, 7}, {4}}, Case{{2, 3, 40, 40}, {3}}, Case{{2, 3, 4, 6, 6}, {2, 4}}}) {
+      for (DType dtype : {kFloat32, kFloat64}) {
+        INFO(shape_str(c.x), " ", dtype_label(dtype));
+        // An offset of 100 against a spread of 3: E[x^2] - mean^2 would lose float32's digits.
+        const Tensor x = (N(c.x, 80) * 3.0 + 100.0).to(dtype);
+        const Tensor w = N(c.channel, 81).to(dtype), b = N(c.channel, 82).to(dtype), g = N(c.x, 83).to(dtype);
+        const TensorList want = reference(x.to(kFloat64), w.to(kFloat64), b.to(kFloat64), g.to(kFloat64));
+        Tensor xl = leaf(x), wl = leaf(w), bl = leaf(b);
+        BatchNormStats stats;
+        const Tensor y = batch_norm(xl, wl, bl, 1e-5, &stats);
+        const TensorList got = grad({sum(y * g)}, {xl, wl, bl});
+        const double tol = dtype == kFloat64 ? 1e-11 : 2e-4;
+        auto largest = [](const Tensor& t) { return max(abs(t).flatten(), 0).first.item<double>(); };
+        // Worst error relative to the reference's largest magnitude (at least 1).
+        auto worst = [&](const Tensor& a, const Tensor& e) {
+          return largest(a.to(kFloat64) - e) / std::max(1.0, largest(e));
+        };
+        CHECK(worst(y, want[0]) < tol);
+        CHECK(worst(got[0], want[1]) < tol);
+        CHECK(worst(got[1], want[2]) < tol);
+        CHECK(worst(got[2], want[3]) < tol);
+        const std::vector<int64_t> dims =
+            c.x.size() == 5 ? std::vector<int64_t>{1, 3, 4} : std::vector<int64_t>{0, 2, 3};
+        const Tensor x64 = x.to(kFloat64);
+        CHECK(worst(stats.mean, mean(x64, dims).reshape(c.channel)) < tol * 100.0);
+        CHECK(worst(stats.var, var(x64, dims, 0).reshape(c.channel)) < tol);
+        CHECK_FALSE(stats.mean.requires_grad());
+      }
+    }
+  }
+
+  TEST_CASE("batch_norm: bad input") {
+    CHECK_ERROR(batch_norm(N({2, 3, 4}, 1)), "batch_norm", "4-D", "[2,3,4]");
+    CHECK_ERROR(batch_norm(N({2, 3, 2, 2}, 1), N({2}, 2)), "batch_norm", "weight", "[2]", "[3]");
+    CHECK_ERROR(batch_norm(N({2, 3, 2, 2}, 1), Tensor(), N({3}, 2, kFloat32)), "batch_norm", "float");
+    CHECK_ERROR(batch_norm(N({2, 2, 3, 2, 2}, 1), N({3}, 2)), "batch_norm", "weight", "[2,3]");
+    CHECK_ERROR(batch_norm(zeros({2, 3, 2, 2}, kInt64)), "batch_norm", "int64");
+    CHECK_ERROR(batch_norm(N({2, 3, 2, 2}, 1), Tensor(), Tensor(), -1.0), "batch_norm", "eps");
+    CHECK_ERROR(batch_norm(N({0, 3, 2, 2}, 1)), "batch_norm", "at least one value per channel");
   }
 
   // ---------------------------------------------------------------- a conv4 block

@@ -51,6 +51,15 @@ class CpuBackend final : public Backend {
                   const Tensor& mean, const Tensor& rstd) override {
     cpu::layer_norm(x, weight, bias, eps, out, mean, rstd);
   }
+  void batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                  const Tensor& mean, const Tensor& var, const Tensor& rstd) override {
+    cpu::batch_norm(x, weight, bias, eps, out, mean, var, rstd);
+  }
+  void batch_norm_backward(const Tensor& x, const Tensor& grad, const Tensor& mean, const Tensor& rstd,
+                           const Tensor& weight, const Tensor& grad_x, const Tensor& grad_weight,
+                           const Tensor& grad_bias) override {
+    cpu::batch_norm_backward(x, grad, mean, rstd, weight, grad_x, grad_weight, grad_bias);
+  }
   void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, const Tensor& loss,
                      const Tensor& lse) override {
     cpu::cross_entropy(logits, target, ignore_index, loss, lse);

@@ -1,0 +1,101 @@
+// batch_norm: fused forward and backward kernels; the derivatives of the backward (create_graph)
+// come from its formula in differentiable ops. With x_hat = (x - mean) * rstd over (N, H, W) of each channel:
+//   dx = rstd * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat)),  g_hat = g * weight
+//   dweight = sum of g * x_hat,  dbias = sum of g  (per channel)
+// The formula recomputes mean and rstd from x with differentiable ops, so that its derivative
+// sees how they depend on x: the kernel's statistics are constants of the tape.
+#include "../tensor/kernels.h"
+#include "checkpoint.h"
+#include "grad_mode.h"
+#include "ops.h"
+#include "record.h"
+
+namespace mg {
+namespace {
+
+// [C] -> [C,1,1] against [N,C,H,W]; [T,C] -> [T,1,C,1,1] against [T,N,C,H,W].
+Tensor per_channel(const Tensor& t) {
+  if (t.dim() == 1) return reshape(t, {t.size(0), 1, 1});
+  return reshape(t, {t.size(0), 1, t.size(1), 1, 1});
+}
+
+struct BackwardPlan {
+  std::vector<int64_t> dims;
+  double eps;
+  bool has_weight, need_x, need_weight, need_bias;
+};
+
+// The gradients of the inputs that need one, in input order (x, weight, bias), from
+// in = (x, grad, mean, rstd[, weight]): by the fused kernel, or by the formula in ops.
+TensorList fused_backward(const TensorList& in, const BackwardPlan& p) {
+  kernels::BatchNormGrads g = kernels::batch_norm_backward(in[0], in[1], in[2], in[3],
+                                                           p.has_weight ? in[4] : Tensor(), p.need_x, p.need_weight,
+                                                           p.need_bias);
+  TensorList out;
+  for (const Tensor* t : {&g.x, &g.weight, &g.bias})
+    if (t->defined()) out.push_back(*t);
+  return out;
+}
+
+TensorList formula_backward(const TensorList& in, const BackwardPlan& p) {
+  const Tensor &x = in[0], &g = in[1];
+  const Tensor centered = x - mean(x, p.dims, true);
+  const Tensor rstd = rsqrt(mean(centered * centered, p.dims, true) + p.eps);
+  const Tensor x_hat = centered * rstd;
+  TensorList out;
+  if (p.need_x) {
+    const Tensor g_hat = p.has_weight ? g * per_channel(in[4]) : g;
+    out.push_back((g_hat - mean(g_hat, p.dims, true) - x_hat * mean(g_hat * x_hat, p.dims, true)) * rstd);
+  }
+  if (p.need_weight) out.push_back(reshape(sum(g * x_hat, p.dims), in[2].shape()));
+  if (p.need_bias) out.push_back(reshape(sum(g, p.dims), in[2].shape()));
+  return out;
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, BatchNormStats* stats) {
+  kernels::BatchNormResult r = kernels::batch_norm(x, weight, bias, eps);
+  if (stats != nullptr) *stats = {r.mean, r.var};
+  TensorList inputs{x};
+  if (weight.defined()) inputs.push_back(weight);
+  if (bias.defined()) inputs.push_back(bias);
+  if (!should_record_list(inputs)) return r.out;
+
+  TensorList saved{x, r.mean, r.rstd};
+  if (weight.defined()) saved.push_back(weight);
+  const std::vector<int64_t> dims = x.dim() == 5 ? std::vector<int64_t>{1, 3, 4} : std::vector<int64_t>{0, 2, 3};
+  const bool has_weight = weight.defined(), has_bias = bias.defined();
+  record(OpId::batch_norm, inputs, r.out, saved, [dims, eps, has_weight, has_bias](const BackwardArgs& a) -> TensorList {
+    const std::size_t bias_input = has_weight ? 2 : 1;
+    const BackwardPlan plan{dims, eps, has_weight, a.needs_input(0), has_weight && a.needs_input(1),
+                            has_bias && a.needs_input(bias_input)};
+    TensorList in{a.saved[0], a.grad, a.saved[1], a.saved[2]};
+    if (has_weight) in.push_back(a.saved[3]);
+    TensorList computed;
+    if (!GradMode::is_enabled()) {
+      computed = fused_backward(in, plan);
+    } else {
+      // Recorded (create_graph): the values are still the fused kernel's, bit for bit those of a
+      // first-order backward (a checkpointed inner step recomputes its gradients and must get the
+      // same ones), and their own derivatives come from the formula, rebuilt by the checkpoint
+      // when a later backward reaches them. The recomputed values differ in the last bits, so
+      // they are not compared.
+      computed = checkpoint(
+          [plan](const TensorList& args) {
+            return GradMode::is_enabled() ? formula_backward(args, plan) : fused_backward(args, plan);
+          },
+          in, {.name = "batch_norm backward", .check_recomputation = false});
+    }
+    TensorList grads;
+    std::size_t next = 0;
+    for (bool needed : {plan.need_x, plan.need_weight, plan.need_bias})
+      grads.push_back(needed ? computed[next++] : Tensor());
+    if (!has_bias) grads.pop_back();
+    if (!has_weight) grads.erase(grads.begin() + 1);
+    return grads;
+  });
+  return r.out;
+}
+
+}  // namespace mg
