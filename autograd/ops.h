@@ -156,9 +156,10 @@ Tensor clone(const Tensor& x);
 Tensor to_dtype(const Tensor& x, DType dtype);
 Tensor to_device(const Tensor& x, Device device);
 
-// ---- convolution and pooling, 2-D, NCHW (ops_conv.cpp) ----
+// ---- convolution and pooling, 2-D, NCHW (ops_conv.cpp, ops_pool.cpp) ----
 // unfold2d and fold2d are an adjoint pair, each the other's backward, so derivatives of any
-// order stay inside the pair; conv2d and max_pool2d are built on them.
+// order stay inside the pair; conv2d is built on them. max_pool2d's backward is max_unpool2d,
+// whose backward is a gather.
 
 // A (height, width) pair of window parameters; one number means both, as in PyTorch.
 struct Size2d {
@@ -179,11 +180,20 @@ Tensor fold2d(const Tensor& cols, Size2d output_size, Size2d kernel, Size2d stri
 // (or undefined) -> [N,O,oh,ow]. Saves x and weight; its backward recomputes the im2col columns.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), Size2d stride = 1,
               Size2d padding = 0, Size2d dilation = 1);
-// torch.nn.functional.max_pool2d (ceil_mode off): the maximum of each window; padding (at most
-// half the kernel) never wins, as if it held -inf. The gradient goes to the first maximal element
-// of each window in row-major order, as PyTorch's does. Without a stride, the stride is the kernel
-// (an overload rather than an optional, so that max_pool2d(x, {2, 3}, {1, 2}) reads as it should).
+// torch.nn.functional.max_pool2d (ceil_mode off): the maximum of each window, straight from the
+// planes; padding (at most half the kernel) never wins, as if it held -inf. The gradient goes to
+// the first maximal element of each window in row-major order, as PyTorch's does. Without a
+// stride, the stride is the kernel (an overload rather than an optional, so that
+// max_pool2d(x, {2, 3}, {1, 2}) reads as it should).
 Tensor max_pool2d(const Tensor& x, Size2d kernel);
 Tensor max_pool2d(const Tensor& x, Size2d kernel, Size2d stride, Size2d padding = 0, Size2d dilation = 1);
+// max_pool2d(..., return_indices=True): also each maximum's int64 position y * W + x in its
+// plane, [N,C,oh,ow], the indices max_unpool2d takes.
+std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, Size2d kernel, Size2d stride, Size2d padding = 0,
+                                                  Size2d dilation = 1);
+// torch.nn.functional.max_unpool2d: zeros [N,C,output_size] with x [N,C,h,w] placed at indices
+// (positions in the plane, [N,C,h,w] int64; repeated positions sum). Indices outside the plane
+// throw.
+Tensor max_unpool2d(const Tensor& x, const Tensor& indices, Size2d output_size);
 
 }  // namespace mg

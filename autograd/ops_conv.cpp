@@ -11,9 +11,9 @@
 // writes them in differentiable ops, recomputing unfold(x) on the tape so that its own
 // derivative sees how the columns depend on x.
 //
-// max_pool2d is unfold (padding reading -inf) + max over each window.
-#include <limits>
-
+// max_pool2d reads the planes directly and saves only the int64 positions of the maxima. Its
+// backward places the gradient at them (max_unpool2d), whose backward gathers from them again:
+// both linear in the gradient, so every order of derivative is one of the two.
 #include "../tensor/kernels.h"
 #include "grad_mode.h"
 #include "ops.h"
@@ -127,21 +127,46 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d 
   return out;
 }
 
+namespace {
+
+// Places x at its positions in zeros [N,C,height,width]; indices are trusted when they come from
+// max_pool2d. Recorded, its backward gathers the gradient back from the same positions.
+Tensor unpool(const Tensor& x, const Tensor& indices, int64_t height, int64_t width, bool check_range) {
+  Tensor out = kernels::max_unpool2d(x, indices, height, width, check_range);
+  if (should_record(x))
+    record(OpId::max_unpool2d, {x}, out, {indices}, [](const BackwardArgs& a) -> TensorList {
+      const Tensor& at = a.saved[0];
+      const int64_t n = at.size(0), c = at.size(1);
+      const Tensor picked = gather(reshape(a.grad, {n, c, a.grad.size(2) * a.grad.size(3)}), 2,
+                                   reshape(at, {n, c, at.size(2) * at.size(3)}));
+      return {reshape(picked, at.shape())};
+    });
+  return out;
+}
+
+}  // namespace
+
+std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, Size2d kernel, Size2d stride, Size2d padding,
+                                                  Size2d dilation) {
+  check_image("max_pool2d", x);
+  const Window2d w = make_window("max_pool2d", kernel, stride, padding, dilation);
+  auto [out, indices] = kernels::max_pool2d(x, w);
+  if (should_record(x))
+    record(OpId::max_pool2d, {x}, out, {indices}, [h = x.size(2), wd = x.size(3)](const BackwardArgs& a) -> TensorList {
+      return {unpool(a.grad, a.saved[0], h, wd, false)};
+    });
+  return {out, indices};
+}
+
 Tensor max_pool2d(const Tensor& x, Size2d kernel) { return max_pool2d(x, kernel, kernel); }
 
 Tensor max_pool2d(const Tensor& x, Size2d kernel, Size2d stride, Size2d padding, Size2d dilation) {
-  check_image("max_pool2d", x);
-  const Window2d w = make_window("max_pool2d", kernel, stride, padding, dilation);
-  // PyTorch's limit; it also guarantees that every window holds at least one element of x.
-  MG_CHECK(2 * w.ph <= w.kh && 2 * w.pw <= w.kw, "max_pool2d: padding (", w.ph, ",", w.pw,
-           ") must be at most half the kernel (", w.kh, ",", w.kw, ")");
-  const int64_t n = x.size(0), c = x.size(1);
-  Tensor cols = unfold_window(x, w, -std::numeric_limits<double>::infinity(), "max_pool2d");
-  const int64_t oh = w.out_h(x.size(2)), ow = w.out_w(x.size(3));
-  // [N, C*kh*kw, L] -> [N, C, kh*kw, L]: a view, each window's elements along dim 2. max (not
-  // amax) routes the gradient to the first maximal element only, as PyTorch's max_pool2d does.
-  Tensor windows = reshape(cols, {n, c, w.kh * w.kw, oh * ow});
-  return reshape(max(windows, 2).first, {n, c, oh, ow});
+  return max_pool2d_with_indices(x, kernel, stride, padding, dilation).first;
 }
+
+Tensor max_unpool2d(const Tensor& x, const Tensor& indices, Size2d output_size) {
+  return unpool(x, indices, output_size.h, output_size.w, true);
+}
+
 
 }  // namespace mg

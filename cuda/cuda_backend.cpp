@@ -133,6 +133,12 @@ class CudaBackend final : public Backend {
     DeviceGuard guard(index_of(out));
     cuda::col2im(cols, window, out);
   }
+  void max_pool2d(const Tensor& x, const Window2d& window, const Tensor& out, const Tensor& indices) override {
+    cuda::max_pool2d(x, window, out, indices);
+  }
+  void max_unpool2d(const Tensor& grad, const Tensor& indices, const Tensor& out) override {
+    cuda::max_unpool2d(grad, indices, out);
+  }
 
  private:
   static int index_of(const Tensor& t) { return t.device().index; }

@@ -159,6 +159,16 @@ class Backend {
   // from; entries that fall in the padding are dropped.
   virtual void col2im(const Tensor& cols, const Window2d& window, const Tensor& out) = 0;
 
+  // Max pooling straight from x [N,C,H,W] (contiguous): out and indices [N,C,oh,ow] (contiguous,
+  // indices int64) get each window's maximum and its position y * W + x in the plane. Positions
+  // in the padding never win (every window holds one of x: padding is at most half the kernel);
+  // in window order (row-major) the first maximum wins ties, and the first NaN wins over numbers.
+  virtual void max_pool2d(const Tensor& x, const Window2d& window, const Tensor& out, const Tensor& indices) = 0;
+  // Its adjoint: out [N,C,H,W] (contiguous) is overwritten with zeros, then grad[n, c, o] added at
+  // position indices[n, c, o] of plane (n, c); grad and indices are [N,C,oh,ow] (contiguous),
+  // every index in [0, H * W).
+  virtual void max_unpool2d(const Tensor& grad, const Tensor& indices, const Tensor& out) = 0;
+
   // Records the device work of `work` for replay (tensor/device_graph.h). Backends without
   // graphs keep this default, which throws.
   virtual std::unique_ptr<DeviceGraph> capture_graph(Device device, const std::function<void()>& work);

@@ -119,6 +119,16 @@ Tensor im2col(const Tensor& x, const Window2d& window, double pad_value = 0.0, s
 Tensor col2im(const Tensor& cols, int64_t height, int64_t width, const Window2d& window,
               std::string_view op = "fold2d");
 
+// Max pooling of x [N,C,H,W] straight from the planes (no im2col): each window's maximum and its
+// int64 position y * W + x in its plane, both [N,C,oh,ow]. The padding (at most half the kernel)
+// never wins; the first maximum in window order wins ties, a NaN wins over numbers.
+std::pair<Tensor, Tensor> max_pool2d(const Tensor& x, const Window2d& window, std::string_view op = "max_pool2d");
+// Its adjoint: zeros [N,C,height,width] with x [N,C,oh,ow] added at indices [N,C,oh,ow] (int64
+// positions in the plane). check_range reads the indices on the host and throws for one outside
+// [0, height * width); indices straight from max_pool2d need no check.
+Tensor max_unpool2d(const Tensor& x, const Tensor& indices, int64_t height, int64_t width, bool check_range,
+                    std::string_view op = "max_unpool2d");
+
 // Convolution (cross-correlation) as im2col + GEMM, a group of images at a time so that at most
 // about column_bytes of im2col columns exist at once (kernels_conv.cpp; one image per group when
 // a single image's columns exceed it). x [N,C,H,W], weight [O,C,kh,kw] -> [N,O,oh,ow], no bias.

@@ -1,4 +1,4 @@
-// Front ends of the 2-D window kernels (im2col / col2im), declared in kernels.h.
+// Front ends of the 2-D window kernels (im2col / col2im, max pooling), declared in kernels.h.
 //
 // A translation unit of their own, not kernels.cpp: with these in that file, g++ 12 at -O3
 // inlines differently there and raises a false -Wrestrict on std::string code in reduce()
@@ -69,6 +69,47 @@ Tensor col2im(const Tensor& cols, int64_t height, int64_t width, const Window2d&
            oh * ow, " window positions");
   Tensor out = Tensor::empty({cols.shape()[0], cols.shape()[1] / k, height, width}, cols.dtype(), cols.device());
   if (out.numel() > 0) backend(out).col2im(cols, window, out);
+  return out;
+}
+
+std::pair<Tensor, Tensor> max_pool2d(const Tensor& x, const Window2d& window, std::string_view op) {
+  check_defined(op, x);
+  MG_CHECK(is_floating(x.dtype()), op, ": dtype ", x.dtype(), " is not supported (needs float32 or float64); input ",
+           describe(x));
+  MG_CHECK(x.dim() == 4, op, ": expected a 4-D [N,C,H,W] input, got ", describe(x));
+  check_window(op, window);
+  MG_CHECK(2 * window.ph <= window.kh && 2 * window.pw <= window.kw, op, ": padding (", window.ph, ",", window.pw,
+           ") must be at most half the kernel (", window.kh, ",", window.kw, ")");
+  const int64_t height = x.shape()[2], width = x.shape()[3];
+  check_window_fits(op, window, height, width, "input " + describe(x));
+  const Shape shape{x.shape()[0], x.shape()[1], window.out_h(height), window.out_w(width)};
+  std::pair<Tensor, Tensor> r{Tensor::empty(shape, x.dtype(), x.device()), Tensor::empty(shape, kInt64, x.device())};
+  if (r.first.numel() > 0) backend(x).max_pool2d(contiguous(x), window, r.first, r.second);
+  return r;
+}
+
+Tensor max_unpool2d(const Tensor& x, const Tensor& indices, int64_t height, int64_t width, bool check_range,
+                    std::string_view op) {
+  check_defined(op, x);
+  check_defined(op, indices, "indices");
+  MG_CHECK(is_floating(x.dtype()), op, ": dtype ", x.dtype(), " is not supported (needs float32 or float64); input ",
+           describe(x));
+  MG_CHECK(x.dim() == 4, op, ": expected a 4-D [N,C,h,w] input, got ", describe(x));
+  MG_CHECK(indices.dtype() == kInt64 && indices.shape() == x.shape(), op, ": indices must be int64 of the input's shape ",
+           shape_str(x.shape()), ", got ", describe(indices));
+  check_same_device(op, x, indices);
+  MG_CHECK(height >= 1 && width >= 1, op, ": output size must be positive, got ", height, "x", width);
+  const int64_t area = height * width;
+  const Tensor where = contiguous(indices);
+  if (check_range && where.numel() > 0) {
+    const Tensor host = contiguous(to_device(where, kCPU));
+    const int64_t* v = host.data_ptr<int64_t>();
+    for (int64_t i = 0, n = host.numel(); i < n; ++i)
+      MG_CHECK(v[i] >= 0 && v[i] < area, op, ": index ", v[i], " at flat position ", i, " is outside the ", height, "x",
+               width, " output plane");
+  }
+  Tensor out = Tensor::empty({x.shape()[0], x.shape()[1], height, width}, x.dtype(), x.device());
+  if (out.numel() > 0) backend(out).max_unpool2d(contiguous(x), where, out);
   return out;
 }
 

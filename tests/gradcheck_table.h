@@ -536,6 +536,14 @@ inline std::vector<GradcheckEntry> build_table() {
   t.add(OpId::max_pool2d, "overlapping windows k3 stride 1, transposed leaf", IN(leafT(N({1, 2, 5, 4}, 105))),
         FN(max_pool2d(x[0], 3, 1)));
   t.add(OpId::max_pool2d, "k2 dilation 2", IN(leaf(N({1, 2, 5, 5}, 105))), FN(max_pool2d(x[0], 2, 1, 0, 2)));
+  t.add(OpId::max_pool2d, "[2,3,6,8] k2 (the 2x2 stride-2 loop)", IN(leaf(N({2, 3, 6, 8}, 106))),
+        FN(max_pool2d(x[0], 2)));
+  // Indices of overlapping windows repeat positions, which then sum.
+  t.add(OpId::max_unpool2d, "[1,2,4,3] from k3 stride 1 pad 1 pooling of a [1,2,4,3]",
+        IN(leaf(N({1, 2, 4, 3}, 107)), max_pool2d_with_indices(N({1, 2, 4, 3}, 108), 3, 1, 1).second),
+        FN(max_unpool2d(x[0], x[1], {4, 3})));
+  t.add(OpId::max_unpool2d, "[2,2,2,3] into 4x6", IN(leaf(N({2, 2, 2, 3}, 107)),
+        max_pool2d_with_indices(N({2, 2, 4, 6}, 108), 2, 2).second), FN(max_unpool2d(x[0], x[1], {4, 6})));
 
   return std::move(t.entries);
 }

@@ -370,6 +370,73 @@ TEST_SUITE("nn.conv") {
           std::vector<double>{0, 0, 0, 0, 4, 0, 0, 0, 0});
   }
 
+  TEST_CASE("max_pool2d: the direct kernel against max over the unfolded windows") {
+    // Reference: im2col with -inf padding, then the first maximum of each window (arg_reduce's
+    // rule, NaN first). Values drawn from a few levels so that windows hold ties, with NaN and
+    // infinities sprinkled in.
+    struct Case {
+      Shape x;
+      Window2d w;
+    };
+    auto window = [](int64_t k, int64_t s, int64_t p, int64_t d) {
+      Window2d w;
+      w.kh = w.kw = k, w.sh = w.sw = s, w.ph = w.pw = p, w.dh = w.dw = d;
+      return w;
+    };
+    Window2d uneven = window(3, 1, 1, 1);
+    uneven.kw = 2, uneven.sw = 2, uneven.pw = 0;
+    for (const Case& c : {Case{{2, 3, 8, 10}, window(2, 2, 0, 1)}, Case{{1, 2, 7, 7}, window(2, 2, 0, 1)},
+                          Case{{2, 2, 9, 8}, window(3, 2, 1, 1)}, Case{{1, 3, 6, 7}, uneven},
+                          Case{{1, 2, 7, 7}, window(2, 1, 0, 2)}}) {
+      for (DType dtype : {kFloat32, kFloat64}) {
+        INFO(shape_str(c.x), " k", c.w.kh, "x", c.w.kw, " s", c.w.sh, " p", c.w.ph, " ", std::string(dtype_label(dtype)));
+        std::vector<double> v = (N(c.x, 90) * 2.0).values_as_double();
+        for (double& e : v) e = std::floor(e);
+        for (std::size_t i = 0; i < v.size(); i += 7) v[i] = std::nan("");
+        for (std::size_t i = 3; i < v.size(); i += 11) v[i] = (i % 2 ? 1.0 : -1.0) * INFINITY;
+        const Tensor x = tensor(v, c.x, dtype);
+        const int64_t n = c.x[0], ch = c.x[1], oh = c.w.out_h(c.x[2]), ow = c.w.out_w(c.x[3]);
+        const Tensor cols = kernels::im2col(x, c.w, -INFINITY).reshape({n, ch, c.w.kh * c.w.kw, oh * ow});
+        const auto [want_values, want_window] = kernels::arg_reduce(ReduceOp::Max, cols, 2, false);
+        const auto [values, indices] = kernels::max_pool2d(x, c.w);
+        const std::vector<double> got = values.values_as_double(), want = want_values.values_as_double();
+        REQUIRE(got.size() == want.size());
+        for (std::size_t e = 0; e < got.size(); ++e)
+          if (!(got[e] == want[e] || (std::isnan(got[e]) && std::isnan(want[e])))) FAIL_CHECK("value ", e);
+        // Window slot k = i * kw + j read plane position (oy*sh - ph + i*dh) * W + ox*sw - pw + j*dw.
+        std::vector<double> want_positions;
+        const std::vector<double> slots = want_window.values_as_double();
+        for (std::size_t e = 0; e < slots.size(); ++e) {
+          const int64_t k = static_cast<int64_t>(slots[e]), o = static_cast<int64_t>(e) % (oh * ow);
+          const int64_t y = o / ow * c.w.sh - c.w.ph + k / c.w.kw * c.w.dh;
+          const int64_t xx = o % ow * c.w.sw - c.w.pw + k % c.w.kw * c.w.dw;
+          want_positions.push_back(static_cast<double>(y * c.x[3] + xx));
+        }
+        CHECK(indices.values_as_double() == want_positions);
+      }
+    }
+  }
+
+  TEST_CASE("max_pool2d_with_indices and max_unpool2d") {
+    const Tensor x = tensor({1.0, 5.0, 2.0, 0.0, 3.0, 4.0, 7.0, 6.0}, {1, 1, 2, 4}, kFloat64);
+    const auto [y, at] = max_pool2d_with_indices(x, 2, 2);
+    CHECK(y.values_as_double() == std::vector<double>{5, 7});
+    CHECK(at.values_as_double() == std::vector<double>{1, 6});
+    CHECK(at.dtype() == kInt64);
+    CHECK(max_unpool2d(y, at, {2, 4}).values_as_double() == std::vector<double>{0, 5, 0, 0, 0, 0, 7, 0});
+    // Repeated positions sum.
+    const Tensor twice = tensor(std::vector<int64_t>{3, 3}, {1, 1, 1, 2});
+    CHECK(max_unpool2d(y, twice, {2, 2}).values_as_double() == std::vector<double>{0, 0, 0, 12});
+    CHECK_ERROR(max_unpool2d(y, tensor(std::vector<int64_t>{0, 8}, {1, 1, 1, 2}), {2, 4}), "max_unpool2d", "index 8",
+                "2x4");
+    CHECK_ERROR(max_unpool2d(y, tensor(std::vector<int64_t>{0, -1}, {1, 1, 1, 2}), {2, 4}), "max_unpool2d",
+                "index -1");
+    CHECK_ERROR(max_unpool2d(y, at.to(kFloat64), {2, 4}), "max_unpool2d", "int64");
+    CHECK_ERROR(max_unpool2d(y, tensor(std::vector<int64_t>{0}, {1, 1, 1, 1}), {2, 4}), "max_unpool2d", "[1,1,1,2]");
+    CHECK_ERROR(max_unpool2d(y.reshape({2}), at.reshape({2}), {2, 4}), "max_unpool2d", "4-D");
+    CHECK_ERROR(max_unpool2d(y, at, {0, 4}), "max_unpool2d", "output size must be positive");
+  }
+
   TEST_CASE("MaxPool2d: gradcheck and gradgradcheck") {
     MaxPool2d a(2);
     check_grads(a, N({2, 3, 4, 4}, 20), "kernel 2");

@@ -90,6 +90,12 @@ class CpuBackend final : public Backend {
   void col2im(const Tensor& cols, const Window2d& window, const Tensor& out) override {
     cpu::col2im(cols, window, out);
   }
+  void max_pool2d(const Tensor& x, const Window2d& window, const Tensor& out, const Tensor& indices) override {
+    cpu::max_pool2d(x, window, out, indices);
+  }
+  void max_unpool2d(const Tensor& grad, const Tensor& indices, const Tensor& out) override {
+    cpu::max_unpool2d(grad, indices, out);
+  }
 };
 
 }  // namespace

@@ -61,6 +61,10 @@ void scatter_add(const Tensor& out, int dim, const Tensor& index, const Tensor& 
 void im2col(const Tensor& x, const Window2d& window, double pad_value, const Tensor& cols);
 void col2im(const Tensor& cols, const Window2d& window, const Tensor& out);
 
+// cpu_pool.cpp
+void max_pool2d(const Tensor& x, const Window2d& window, const Tensor& out, const Tensor& indices);
+void max_unpool2d(const Tensor& grad, const Tensor& indices, const Tensor& out);
+
 // Shorthand used by the kernels.
 inline char* bytes(const Tensor& t) { return static_cast<char*>(t.raw_data()); }
 
