@@ -385,7 +385,10 @@ TEST_SUITE("nn.conv") {
     };
     Window2d uneven = window(3, 1, 1, 1);
     uneven.kw = 2, uneven.sw = 2, uneven.pw = 0;
-    for (const Case& c : {Case{{2, 3, 8, 10}, window(2, 2, 0, 1)}, Case{{1, 2, 7, 7}, window(2, 2, 0, 1)},
+    // 2x2 stride 2 on even widths takes the vectorised loop (its tail too at width 10; odd
+    // height 9 leaves a row out), on odd widths the general one.
+    for (const Case& c : {Case{{2, 3, 8, 10}, window(2, 2, 0, 1)}, Case{{1, 2, 9, 32}, window(2, 2, 0, 1)},
+                          Case{{1, 2, 7, 7}, window(2, 2, 0, 1)},
                           Case{{2, 2, 9, 8}, window(3, 2, 1, 1)}, Case{{1, 3, 6, 7}, uneven},
                           Case{{1, 2, 7, 7}, window(2, 1, 0, 2)}}) {
       for (DType dtype : {kFloat32, kFloat64}) {

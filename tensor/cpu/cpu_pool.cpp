@@ -1,11 +1,11 @@
 // Max pooling straight from the image planes, and its adjoint (max_unpool2d), planes in parallel.
 // The general loop walks each window's positions inside the plane; the 2x2 stride-2 window of
-// the conv4 model has a branch-free loop of its own, cloned per ISA, that the compiler
-// vectorises. Both pick the same element: the first maximum in window order, a NaN over any
-// number.
+// the conv4 model has a vectorised loop of its own for float32, cloned per ISA. Both pick the
+// same element: the first maximum in window order, a NaN over any number.
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "cpu_kernels.h"
 #include "parallel.h"
@@ -14,9 +14,11 @@
 namespace mg::cpu {
 namespace {
 
+// Bitwise, not short-circuit, and used in selects rather than branches: on real data the
+// outcome is a coin flip, and a mispredicted branch per compare cost ~8 ns per output.
 template <typename T>
 [[gnu::always_inline]] inline bool beats(T v, T best) {
-  return v > best || (v != v && best == best);  // v != v: v is NaN
+  return (v > best) | ((v != v) & (best == best));  // v != v: v is NaN
 }
 
 template <typename T>
@@ -33,7 +35,9 @@ void max_pool_plane(const T* plane, int64_t height, int64_t width, const Window2
           const int64_t x = ox * w.sw - w.pw + j * w.dw;
           if (x < 0 || x >= width) continue;
           const T v = plane[y * width + x];
-          if (at < 0 || beats(v, best)) best = v, at = y * width + x;
+          const bool take = (at < 0) | beats(v, best);
+          best = take ? v : best;
+          at = take ? y * width + x : at;
         }
       }
       out[oy * ow + ox] = best;
@@ -42,34 +46,35 @@ void max_pool_plane(const T* plane, int64_t height, int64_t width, const Window2
   }
 }
 
-template <typename T>
-[[gnu::always_inline]] inline void max_pool_plane_2x2(const T* plane, int64_t width, int64_t oh, int64_t ow, T* out,
-                                                      int64_t* indices) {
+// The 2x2 stride-2 window over a plane of even width (W = 2 * ow): first the best of each
+// horizontal pair along the flattened rows (a row's first maximum wins ties), then the best of
+// each vertical pair of those (the top one wins ties): the first maximum in row-major window
+// order, as the general loop finds it. Plain loops that each ISA's clone vectorises (GCC lowers
+// explicit 16-lane shuffles for the baseline before it clones, which left them scalar). pair and
+// pair_col hold 2 * oh * ow entries.
+MG_VECTORIZE void max_pool_plane_2x2_f32(const float* plane, int64_t oh, int64_t ow, float* out, int64_t* indices,
+                                         float* pair, int32_t* pair_col) {
+  const int64_t pairs = 2 * oh * ow;
+  for (int64_t k = 0; k < pairs; ++k) {
+    const float left = plane[2 * k], right = plane[2 * k + 1];
+    const bool right_wins = beats(right, left);
+    pair[k] = right_wins ? right : left;
+    pair_col[k] = right_wins;
+  }
+  const int64_t width = 2 * ow;
   for (int64_t oy = 0; oy < oh; ++oy) {
-    const T* top = plane + 2 * oy * width;
-    const T* bottom = top + width;
-    T* o = out + oy * ow;
+    const float* top = pair + 2 * oy * ow;
+    const float* bottom = top + ow;
+    const int32_t* top_col = pair_col + 2 * oy * ow;
+    const int32_t* bottom_col = top_col + ow;
+    float* o = out + oy * ow;
     int64_t* at = indices + oy * ow;
     for (int64_t ox = 0; ox < ow; ++ox) {
-      const int64_t first = 2 * oy * width + 2 * ox;
-      T best = top[2 * ox];
-      int64_t pick = first;
-      const T candidates[3] = {top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]};
-      const int64_t positions[3] = {first + 1, first + width, first + width + 1};
-      for (int k = 0; k < 3; ++k) {
-        const bool win = beats(candidates[k], best);
-        best = win ? candidates[k] : best;
-        pick = win ? positions[k] : pick;
-      }
-      o[ox] = best;
-      at[ox] = pick;
+      const bool bottom_wins = beats(bottom[ox], top[ox]);
+      o[ox] = bottom_wins ? bottom[ox] : top[ox];
+      at[ox] = (2 * oy + bottom_wins) * width + 2 * ox + (bottom_wins ? bottom_col[ox] : top_col[ox]);
     }
   }
-}
-
-MG_VECTORIZE void max_pool_plane_2x2_f32(const float* plane, int64_t width, int64_t oh, int64_t ow, float* out,
-                                         int64_t* indices) {
-  max_pool_plane_2x2(plane, width, oh, ow, out, indices);
 }
 
 bool is_plain_2x2(const Window2d& w) {
@@ -81,17 +86,22 @@ bool is_plain_2x2(const Window2d& w) {
 void max_pool2d(const Tensor& x, const Window2d& window, const Tensor& out, const Tensor& indices) {
   const int64_t planes = x.shape()[0] * x.shape()[1], height = x.shape()[2], width = x.shape()[3];
   const int64_t oh = out.shape()[2], ow = out.shape()[3];
-  const bool plain = is_plain_2x2(window);
+  // The 2x2 loop needs even rows, so that a pair never straddles two (an odd last row is left
+  // out, as the window leaves it).
+  const bool plain = is_plain_2x2(window) && width == 2 * ow;
   dispatch_floating(x.dtype(), "max_pool2d", [&]<typename T>() {
     const T* in = x.data_ptr<T>();
     T* o = out.data_ptr<T>();
     int64_t* at = indices.data_ptr<int64_t>();
     parallel_for(planes, height * width, [&](int64_t begin, int64_t end) {
+      std::vector<float> pair;
+      std::vector<int32_t> pair_col;
+      if (std::is_same_v<T, float> && plain) pair.resize(2 * oh * ow), pair_col.resize(2 * oh * ow);
       for (int64_t p = begin; p < end; ++p) {
         const T* plane = in + p * height * width;
         if constexpr (std::is_same_v<T, float>) {
           if (plain) {
-            max_pool_plane_2x2_f32(plane, width, oh, ow, o + p * oh * ow, at + p * oh * ow);
+            max_pool_plane_2x2_f32(plane, oh, ow, o + p * oh * ow, at + p * oh * ow, pair.data(), pair_col.data());
             continue;
           }
         }
