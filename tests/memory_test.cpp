@@ -68,6 +68,33 @@ TEST_SUITE("tensor.memory") {
     CHECK(memory_stats().reserved == memory_stats().allocated);
   }
 
+  TEST_CASE("a large request that no cached block serves first frees the cached large blocks smaller than it") {
+    const char* env = std::getenv("MG_CPU_CACHE");
+    if (env != nullptr && std::string_view(env) == "0") return;  // nothing cached to free
+    empty_cache();
+    const MemoryStats clean = memory_stats();
+    {
+      Tensor a = empty({3 << 18});  // 3 MiB
+      Tensor b = empty({2 << 18});  // 2 MiB
+      Tensor keep = empty({1 << 16});  // 256 KiB, a small bucket: stays cached
+    }
+    CHECK(memory_stats().reserved == clean.reserved + (5 << 20) + (1 << 18));
+    {
+      // 8 MiB: more than twice either block, so neither serves it; both go back to the system
+      // (where malloc may merge them into this block), the small one stays.
+      Tensor big = empty({8 << 18});
+      CHECK(memory_stats().reserved == clean.reserved + (8 << 20) + (1 << 18));
+    }
+    {
+      // 3 MiB: the cached 8 MiB block is more than twice that, and larger blocks stay cached.
+      Tensor again = empty({3 << 18});
+      CHECK(memory_stats().allocated == clean.allocated + (3 << 20));
+      CHECK(memory_stats().reserved == clean.reserved + (11 << 20) + (1 << 18));
+    }
+    empty_cache();
+    CHECK(memory_stats().reserved == memory_stats().allocated);
+  }
+
   TEST_CASE("peak_allocated is the high-water mark since the last reset") {
     reset_peak_memory_stats();
     const int64_t base = memory_stats().allocated;

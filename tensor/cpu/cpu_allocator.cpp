@@ -71,6 +71,14 @@ class FreeLists {
     }
     return nullptr;
   }
+  // Takes every cached large block smaller than size off its list, calling fn(block, its size).
+  template <typename Fn>
+  void take_smaller(std::size_t size, Fn&& fn) {
+    for (auto it = large_.begin(); it != large_.end() && it->first < size; ++it) {
+      for (void* block : it->second) fn(block, it->first);
+      it->second.clear();
+    }
+  }
   template <typename Fn>
   void for_each(Fn&& fn) {
     for (auto& list : small_) fn(list);
@@ -94,6 +102,7 @@ class CachingAllocator {
   void* allocate(std::size_t nbytes) {
     MG_CHECK(nbytes <= (std::size_t{1} << 62), "cpu: cannot allocate ", nbytes, " bytes");
     const std::size_t size = bucket_size(nbytes);
+    std::vector<void*> to_free;
     {
       std::lock_guard<SpinLock> lock(lock_);
       std::vector<void*>* list = free_.find(size);
@@ -119,7 +128,14 @@ class CachingAllocator {
         }
       }
       ++misses_;
+      // Cached large blocks smaller than this request can never serve it: back to malloc with
+      // them, which can merge neighbours into this block instead of growing the process.
+      if (size > kLargeBlock) free_.take_smaller(size, [&](void* smaller, std::size_t bytes) {
+        cached_bytes_ -= bytes;
+        to_free.push_back(smaller);
+      });
     }
+    for (void* smaller : to_free) std::free(smaller);
     void* block = std::aligned_alloc(kAlignment, size);
     if (block == nullptr) {
       release();
