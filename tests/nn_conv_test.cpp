@@ -10,6 +10,7 @@
 #include <cmath>
 #include <functional>
 #include <initializer_list>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -368,6 +369,40 @@ TEST_SUITE("nn.conv") {
     Tensor o = leaf(tensor({0.0, 0.0, 0.0, 0.0, 9.0, 0.0, 0.0, 0.0, 0.0}, {1, 1, 3, 3}, kFloat64));
     CHECK(grad({max_pool2d(o, 2, 1).sum()}, {o})[0].values_as_double() ==
           std::vector<double>{0, 0, 0, 0, 4, 0, 0, 0, 0});
+  }
+
+  TEST_CASE("im2col against its definition, same-size windows (one shifted copy per row) and others") {
+    auto window = [](Size2d k, Size2d s, Size2d p, Size2d d) {
+      Window2d w;
+      w.kh = k.h, w.kw = k.w, w.sh = s.h, w.sw = s.w, w.ph = p.h, w.pw = p.w, w.dh = d.h, w.dw = d.w;
+      return w;
+    };
+    // The first five keep the input's size; the last two do not.
+    const std::vector<Window2d> windows = {window(3, 1, 1, 1),           window(5, 1, 2, 1),
+                                           window(3, 1, 2, 2),           window({3, 1}, 1, {1, 0}, 1),
+                                           window(1, 1, 0, 1),           window(3, 1, 0, 1),
+                                           window(3, 2, 1, 1)};
+    for (const Window2d& w : windows) {
+      for (double pad : {0.0, -std::numeric_limits<double>::infinity()}) {
+        INFO("k", w.kh, "x", w.kw, " s", w.sh, " p", w.ph, "x", w.pw, " d", w.dh, " pad ", pad);
+        const Tensor x = N({2, 3, 6, 5}, 95);
+        const int64_t H = 6, W = 5, oh = w.out_h(H), ow = w.out_w(W);
+        const std::vector<double> got = kernels::im2col(x, w, pad).values_as_double();
+        const std::vector<double> xv = x.values_as_double();
+        std::vector<double> want;
+        for (int64_t n = 0; n < 2; ++n)
+          for (int64_t c = 0; c < 3; ++c)
+            for (int64_t i = 0; i < w.kh; ++i)
+              for (int64_t j = 0; j < w.kw; ++j)
+                for (int64_t oy = 0; oy < oh; ++oy)
+                  for (int64_t ox = 0; ox < ow; ++ox) {
+                    const int64_t y = oy * w.sh - w.ph + i * w.dh, xx = ox * w.sw - w.pw + j * w.dw;
+                    const bool inside = y >= 0 && y < H && xx >= 0 && xx < W;
+                    want.push_back(inside ? xv[((n * 3 + c) * H + y) * W + xx] : pad);
+                  }
+        CHECK(got == want);
+      }
+    }
   }
 
   TEST_CASE("max_pool2d: the direct kernel against max over the unfolded windows") {

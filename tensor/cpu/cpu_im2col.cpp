@@ -27,6 +27,33 @@ Span valid_span(int64_t start, int64_t stride, int64_t size, int64_t count) {
   return {l, std::clamp(hi, l, count)};
 }
 
+// A stride-1 window whose output is the input's size ("same" padding) over a contiguous plane:
+// each row of cols is the plane shifted by (di, dj), so it is one contiguous copy, then padding
+// written over the rows and columns that fell outside the plane.
+template <typename T>
+void same_size_rows(const T* plane, int64_t H, int64_t W, const Window2d& w, T pad, T* row) {
+  const int64_t area = H * W;
+  for (int64_t i = 0; i < w.kh; ++i) {
+    const int64_t di = i * w.dh - w.ph;
+    const int64_t y_lo = std::clamp<int64_t>(-di, 0, H), y_hi = std::clamp<int64_t>(H - di, y_lo, H);
+    for (int64_t j = 0; j < w.kw; ++j, row += area) {
+      const int64_t dj = j * w.dw - w.pw;
+      // Entries [y_lo * W, y_hi * W) read plane[e + di * W + dj]; those outside the plane are
+      // in padding columns, rewritten below.
+      const int64_t first = std::max<int64_t>(y_lo * W, -(di * W + dj));
+      const int64_t last = std::min<int64_t>(y_hi * W, area - (di * W + dj));
+      std::fill(row, row + y_lo * W, pad);
+      if (last > first) std::copy(plane + first + di * W + dj, plane + last + di * W + dj, row + first);
+      std::fill(row + y_hi * W, row + area, pad);
+      const int64_t x_lo = std::clamp<int64_t>(-dj, 0, W), x_hi = std::clamp<int64_t>(W - dj, x_lo, W);
+      for (int64_t y = y_lo; y < y_hi; ++y) {
+        std::fill(row + y * W, row + y * W + x_lo, pad);
+        std::fill(row + y * W + x_hi, row + (y + 1) * W, pad);
+      }
+    }
+  }
+}
+
 template <typename T>
 void im2col_typed(const Tensor& x, const Window2d& w, double pad_value, const Tensor& cols) {
   const int64_t C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
@@ -35,10 +62,15 @@ void im2col_typed(const Tensor& x, const Window2d& w, double pad_value, const Te
   const T* xp = static_cast<const T*>(x.raw_data());
   T* cp = static_cast<T*>(cols.raw_data());
   const T pad = static_cast<T>(pad_value);
+  const bool same_size = w.sh == 1 && w.sw == 1 && oh == H && ow == W && sx == 1 && sy == W;
   parallel_for(x.shape()[0] * C, K * L, [&](int64_t begin, int64_t end) {
     for (int64_t nc = begin; nc < end; ++nc) {
       const T* plane = xp + (nc / C) * sn + (nc % C) * sc;
       T* row = cp + nc * K * L;  // cols is contiguous: plane nc owns rows [nc*K, nc*K + K)
+      if (same_size) {
+        same_size_rows(plane, H, W, w, pad, row);
+        continue;
+      }
       for (int64_t i = 0; i < w.kh; ++i) {
         const int64_t y0 = i * w.dh - w.ph;
         const Span ys = valid_span(y0, w.sh, H, oh);
