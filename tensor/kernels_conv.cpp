@@ -46,6 +46,23 @@ void check_conv_operands(std::string_view op, const Tensor& x, const char* x_nam
   check_window(op, window);
 }
 
+// W [O,C,kh,kw] -> [C,O,kh,kw] with both kernel axes reversed, for a CPU weight.
+Tensor flipped_transposed(const Tensor& weight) {
+  const Tensor w = contiguous(weight);
+  const int64_t o = w.shape()[0], c = w.shape()[1], kh = w.shape()[2], kw = w.shape()[3];
+  Tensor out = Tensor::empty({c, o, kh, kw}, w.dtype(), w.device());
+  dispatch_floating(w.dtype(), "conv2d backward", [&]<typename T>() {
+    const T* src = w.data_ptr<T>();
+    T* dst = out.data_ptr<T>();
+    for (int64_t oi = 0; oi < o; ++oi)
+      for (int64_t ci = 0; ci < c; ++ci)
+        for (int64_t i = 0; i < kh; ++i)
+          for (int64_t j = 0; j < kw; ++j)
+            dst[((ci * o + oi) * kh + kh - 1 - i) * kw + kw - 1 - j] = src[((oi * c + ci) * kh + i) * kw + j];
+  });
+  return out;
+}
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Window2d& window, int64_t column_bytes) {
@@ -88,6 +105,12 @@ Tensor conv2d_input_grad(const Tensor& grad, const Tensor& weight, int64_t heigh
     backend(dx).fill(dx, 0.0);
     return dx;
   }
+  // A stride-1 convolution that keeps the image's size has as input gradient the convolution of
+  // grad with the weight transposed and flipped, over the same window: im2col of grad (one
+  // shifted copy per row) and a GEMM, where W^T grad followed by col2im would scatter-add every
+  // column back.
+  if (grad.device().is_cpu() && window.sh == 1 && window.sw == 1 && oh == height && ow == width)
+    return conv2d(grad, flipped_transposed(weight), window, column_bytes);
   const Tensor w = view_as(contiguous(weight), {1, o, rows});
   const Tensor g = view_as(contiguous(grad), {n, o, length});
   const int64_t group = group_size(n, rows, length, grad.dtype(), column_bytes);

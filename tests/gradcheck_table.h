@@ -524,6 +524,10 @@ inline std::vector<GradcheckEntry> build_table() {
         IN(N({2, 2, 4, 4}, 102), leaf(N({3, 2, 3, 3}, 103)), leaf(N({3}, 104))), FN(conv2d(x[0], x[1], x[2], 1, 1)));
   t.add(OpId::conv2d, "only the input requires grad", IN(leaf(N({2, 2, 4, 4}, 102)), N({3, 2, 3, 3}, 103), N({3}, 104)),
         FN(conv2d(x[0], x[1], x[2], 1, 1)));
+  // Stride 1 keeping the image's size: the input gradient is a convolution with the flipped weight.
+  t.add(OpId::conv2d, "[2,3,5,6] * [2,3,3,5] + bias, pad (2,2) dilation (2,1): same size",
+        IN(leaf(N({2, 3, 5, 6}, 102)), leaf(N({2, 3, 3, 5}, 103)), leaf(N({2}, 104))),
+        FN(conv2d(x[0], x[1], x[2], 1, {2, 2}, {2, 1})));
   t.add(OpId::conv2d, "[3,2,7,6] * [2,2,2,3] + bias, stride (2,1) pad 1 dilation (2,1)",
         IN(leaf(N({3, 2, 7, 6}, 102)), leaf(N({2, 2, 2, 3}, 103)), leaf(N({2}, 104))),
         FN(conv2d(x[0], x[1], x[2], {2, 1}, 1, {2, 1})));
