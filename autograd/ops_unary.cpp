@@ -4,6 +4,7 @@
 #include <numbers>
 
 #include "../tensor/kernels.h"
+#include "grad_mode.h"
 #include "ops.h"
 #include "record.h"
 
@@ -76,10 +77,13 @@ Tensor sigmoid(const Tensor& x) {
                   [](const Tensor& g, const Tensor& y) { return g * (y * (1.0 - y)); });
 }
 
-// The mask is piecewise constant, so relu's second derivative is zero, as it should be.
+// The gradient passes where x > 0: one fused pass first-order; recorded, a where() whose mask is
+// piecewise constant, so relu's second derivative is zero, as it should be. Both give the same
+// values.
 Tensor relu(const Tensor& x) {
   return unary_op(OpId::relu, UnaryOp::Relu, x, Keep::Input, [](const Tensor& g, const Tensor& x) {
-    return g * kernels::binary(BinaryOp::Gt, x, zero_like_scalar(x));
+    if (!GradMode::is_enabled()) return kernels::binary(BinaryOp::PassIfPositive, g, x);
+    return where(kernels::binary(BinaryOp::Gt, x, zero_like_scalar(x)), g, zero_like_scalar(g));
   });
 }
 
