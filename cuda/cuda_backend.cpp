@@ -72,6 +72,10 @@ class CudaBackend final : public Backend {
     DeviceGuard guard(index_of(out));
     cuda::matmul(a, b, out);
   }
+  void matmul_sum(const Tensor& a, const Tensor& b, const Tensor& out) override {
+    DeviceGuard guard(index_of(out));
+    cuda::matmul_sum(a, b, out);
+  }
   void softmax(const Tensor& x, int dim, bool log, const Tensor& out) override {
     DeviceGuard guard(index_of(out));
     cuda::softmax(x, dim, log, out);

@@ -96,4 +96,12 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
                                 to_int(batch, "batch count"), compute, CUBLAS_GEMM_DEFAULT));
 }
 
+void matmul_sum(const Tensor& a, const Tensor& b, const Tensor& out) {
+  // cuBLAS has no GEMM that reduces over the batch: each product, then their sum.
+  const int64_t batch = std::max(a.shape()[0], b.shape()[0]);
+  const Tensor products = Tensor::empty({batch, out.shape()[1], out.shape()[2]}, out.dtype(), out.device());
+  matmul(a, b, products);
+  reduce(ReduceOp::Sum, products, {0}, out);
+}
+
 }  // namespace mg::cuda

@@ -31,6 +31,7 @@ void arg_reduce(ReduceOp op, const Tensor& x, int dim, const Tensor& values, con
 
 // cuda_blas.cpp
 void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
+void matmul_sum(const Tensor& a, const Tensor& b, const Tensor& out);
 
 // cuda_softmax.cu
 void softmax(const Tensor& x, int dim, bool log, const Tensor& out);

@@ -85,6 +85,10 @@ class Backend {
   // out[b] = a[b] @ b[b]: a is [B,M,K], b is [B,K,N], out is [B,M,N] contiguous. Any strides on
   // a and b (a transposed operand is a stride swap, a broadcast batch is stride 0).
   virtual void matmul(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  // out[0] = sum over b of a[b] @ b[b]: a and b as for matmul, out [1,M,N] contiguous. One GEMM
+  // whose reduction runs on through the batch (a convolution's weight gradient over its images),
+  // with no [B,M,N] products to write and sum.
+  virtual void matmul_sum(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
 
   // Softmax or log-softmax of x along dim into out (same shape).
   virtual void softmax(const Tensor& x, int dim, bool log, const Tensor& out) = 0;

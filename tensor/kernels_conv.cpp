@@ -149,8 +149,9 @@ Tensor conv2d_weight_grad(const Tensor& grad, const Tensor& x, const Window2d& w
     MG_CHECK(cols.shape()[2] == length, "conv2d backward: grad ", describe(grad), " is not the output of input ",
              describe(x), " under this window");
     const Tensor cols_t = Tensor::make_view(cols, {count, length, rows}, {rows * length, 1, length}, cols.offset());
-    // g [O, L] @ cols^T [L, rows] for each image, summed over the group, then over the groups.
-    const Tensor part = reduce(ReduceOp::Sum, matmul(images(g, begin, count), cols_t), {0}, false);
+    // g [O, L] @ cols^T [L, rows] summed over the group's images in one GEMM, then over the groups.
+    const Tensor part = Tensor::empty({1, o, rows}, x.dtype(), x.device());
+    backend(part).matmul_sum(images(g, begin, count), cols_t, part);
     sum = sum.defined() ? binary(BinaryOp::Add, sum, part) : part;
   }
   return view_as(contiguous(sum), weight_shape);

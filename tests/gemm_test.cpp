@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "../tensor/backend.h"
 #include "../tensor/cpu/cpu_gemm.h"
 #include "../tensor/creation.h"
 #include "../tensor/kernels.h"
@@ -167,6 +168,46 @@ TEST_CASE("gemm gives the same bits on 1 and 2 threads") {
       set_num_threads(2);
       CHECK(kernels::matmul(a, b).values_as_double() == one);
       CHECK(kernels::matmul(a2, b2).values_as_double() == one2);
+    }
+  });
+}
+
+TEST_CASE("gemm summed over the batch (matmul_sum)") {
+  // Against the batch's products in float64, summed; a transposed b as a convolution's weight
+  // gradient passes it, depths past one kc block, and the same bits on 1 and 2 threads.
+  auto summed = [](const Tensor& a, const Tensor& b) {
+    Tensor out = Tensor::empty({1, a.size(1), b.size(2)}, a.dtype(), kCPU);
+    backend_for(kCPU).matmul_sum(a, b, out);
+    return out;
+  };
+  for_each_kernel([&] {
+    for (DType dtype : {kFloat32, kFloat64}) {
+      struct Case {
+        Tensor a, b;
+      };
+      const std::vector<Case> cases = {
+          {random({5, 13, 33}, dtype, 1), random({5, 33, 31}, dtype, 2)},
+          {random({4, 64, 196}, dtype, 3), random({4, 70, 196}, dtype, 4).transpose(1, 2)},
+          {random({3, 20, 400}, dtype, 5), random({3, 400, 50}, dtype, 6)},
+          {random({6, 7, 0}, dtype, 7), random({6, 0, 5}, dtype, 8)},
+          {random({0, 7, 3}, dtype, 9), random({0, 3, 5}, dtype, 10)},
+      };
+      for (const Case& c : cases) {
+        CAPTURE(shape_str(c.a.shape()));
+        const Tensor want = kernels::reduce(
+            ReduceOp::Sum, kernels::matmul(c.a.to(kFloat64), c.b.to(kFloat64)), {0}, true);
+        const Tensor got = summed(c.a, c.b);
+        REQUIRE(got.shape() == want.shape());
+        const double tol = dtype == kFloat32 ? 1e-4 : 1e-12;
+        const std::vector<double> g = got.values_as_double(), w = want.values_as_double();
+        for (std::size_t i = 0; i < g.size(); ++i) CHECK(std::abs(g[i] - w[i]) <= tol * (1.0 + std::abs(w[i])));
+      }
+      const Tensor a = random({3, 150, 120}, dtype, 11), b = random({3, 120, 170}, dtype, 12);
+      GemmStateGuard threads;
+      set_num_threads(1);
+      const std::vector<double> one = summed(a, b).values_as_double();
+      set_num_threads(2);
+      CHECK(summed(a, b).values_as_double() == one);
     }
   });
 }

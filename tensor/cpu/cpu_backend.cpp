@@ -47,6 +47,7 @@ class CpuBackend final : public Backend {
   void softmax_backward(const Tensor& y, const Tensor& grad, int dim, bool log, const Tensor& out) override {
     cpu::softmax_backward(y, grad, dim, log, out);
   }
+  void matmul_sum(const Tensor& a, const Tensor& b, const Tensor& out) override { cpu::matmul_sum(a, b, out); }
   void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                   const Tensor& mean, const Tensor& rstd) override {
     cpu::layer_norm(x, weight, bias, eps, out, mean, rstd);

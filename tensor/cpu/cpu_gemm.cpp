@@ -104,9 +104,12 @@ int64_t even_block(int64_t extent, int64_t max_block, int64_t unit) {
   return std::min(ceil_div(block, unit) * unit, std::max(max_block, unit));
 }
 
+// out[b] = A[b] @ B[b] for each b, or, with sum_batch, out = the sum of them: the reduction runs
+// on through the batch (each tile accumulates batch after batch), so the batch is walked inside
+// a work item rather than split across threads.
 template <typename T>
 void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, int64_t batch, int64_t m, int64_t n,
-          int64_t k) {
+          int64_t k, bool sum_batch = false) {
   const int64_t MR = kr.mr, NR = kr.nr;
   const int64_t KC = even_block(k, kr.kc, 1);
   const int64_t MC = even_block(m, kr.mc, MR);
@@ -121,7 +124,7 @@ void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, i
   if (flops >= kParallelFlops && !omp_in_parallel()) threads = omp_get_max_threads();
 #endif
   // Rows are split too when (batch x column blocks) alone would leave a thread idle or unbalanced.
-  const int64_t outer = batch * col_blocks;
+  const int64_t outer = (sum_batch ? 1 : batch) * col_blocks;
   const int64_t row_chunks =
       threads > 1 && outer % threads != 0 && outer < 4 * threads ? std::min(threads, row_tiles) : 1;
   const int64_t items = outer * row_chunks;
@@ -138,14 +141,15 @@ void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, i
     for (int64_t item = begin; item < end; ++item) {
       const int64_t chunk = item % row_chunks;
       const int64_t jb = (item / row_chunks) % col_blocks;
-      const int64_t bi = item / (row_chunks * col_blocks);
+      const int64_t first = sum_batch ? 0 : item / (row_chunks * col_blocks);
       const int64_t r0 = row_tiles * chunk / row_chunks * MR;
       const int64_t r1 = std::min(m, row_tiles * (chunk + 1) / row_chunks * MR);
       const int64_t j0 = jb * NC;
       const int64_t nc = std::min(NC, n - j0);
+      for (int64_t bi = first; bi < (sum_batch ? batch : first + 1); ++bi) {
       const T* a = reinterpret_cast<const T*>(A.base) + bi * A.sb;
       const T* b = reinterpret_cast<const T*>(B.base) + bi * B.sb;
-      T* c = out + bi * m * n;
+      T* c = out + (sum_batch ? 0 : bi * m * n);
       for (int64_t p0 = 0; p0 < k; p0 += KC) {
         const int64_t kc = std::min(KC, k - p0);
         const T* bsrc = b + p0 * B.sr + j0 * B.sc;
@@ -164,9 +168,10 @@ void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, i
             T* cj = c + i0 * n + j0 + jr;
             const int64_t nr = std::min(NR, nc - jr);
             for (int64_t ir = 0; ir < mc; ir += MR)
-              kr.tile(kc, abuf + ir * kc, bp, ldb, cj + ir * n, n, std::min(MR, mc - ir), nr, p0 > 0);
+              kr.tile(kc, abuf + ir * kc, bp, ldb, cj + ir * n, n, std::min(MR, mc - ir), nr, p0 > 0 || bi > first);
           }
         }
+      }
       }
     }
   };
@@ -203,24 +208,34 @@ std::vector<std::string> gemm_kernels_supported() {
   return names;
 }
 
-void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
-  const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
-  if (batch * m * n == 0) return;
+namespace {
+
+void run_matmul(const Tensor& a, const Tensor& b, const Tensor& out, int64_t batch, bool sum_batch) {
+  const int64_t m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
+  if (m * n == 0) return;
   const Operand A{bytes(a), a.strides()[0], a.strides()[1], a.strides()[2]};
   const Operand B{bytes(b), b.strides()[0], b.strides()[1], b.strides()[2]};
   const GemmKernels& kernels = *current_kernels().load(std::memory_order_relaxed);
   dispatch_floating(out.dtype(), "matmul", [&]<typename T>() {
     T* c = out.data_ptr<T>();
-    if (k == 0) {
-      std::memset(c, 0, static_cast<size_t>(batch * m * n) * sizeof(T));
+    if (k == 0 || batch == 0) {
+      std::memset(c, 0, static_cast<size_t>(out.numel()) * sizeof(T));
       return;
     }
     if constexpr (std::is_same_v<T, float>) {
-      gemm<T>(kernels.f32, A, B, c, batch, m, n, k);
+      gemm<T>(kernels.f32, A, B, c, batch, m, n, k, sum_batch);
     } else {
-      gemm<T>(kernels.f64, A, B, c, batch, m, n, k);
+      gemm<T>(kernels.f64, A, B, c, batch, m, n, k, sum_batch);
     }
   });
+}
+
+}  // namespace
+
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out) { run_matmul(a, b, out, out.shape()[0], false); }
+
+void matmul_sum(const Tensor& a, const Tensor& b, const Tensor& out) {
+  run_matmul(a, b, out, std::max(a.shape()[0], b.shape()[0]), true);
 }
 
 }  // namespace mg::cpu

@@ -26,6 +26,7 @@ void arg_reduce(ReduceOp op, const Tensor& x, int dim, const Tensor& values, con
 
 // cpu_gemm.cpp
 void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
+void matmul_sum(const Tensor& a, const Tensor& b, const Tensor& out);
 
 // cpu_softmax.cpp
 void softmax(const Tensor& x, int dim, bool log, const Tensor& out);
