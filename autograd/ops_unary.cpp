@@ -77,13 +77,12 @@ Tensor sigmoid(const Tensor& x) {
                   [](const Tensor& g, const Tensor& y) { return g * (y * (1.0 - y)); });
 }
 
-// The gradient passes where x > 0: one fused pass first-order; recorded, a where() whose mask is
-// piecewise constant, so relu's second derivative is zero, as it should be. Both give the same
-// values.
+// g * (x > 0): one pass when nothing records; recorded, a product with the mask, which is
+// piecewise constant, so relu's second derivative is zero, as it should be. Same bits either way.
 Tensor relu(const Tensor& x) {
   return unary_op(OpId::relu, UnaryOp::Relu, x, Keep::Input, [](const Tensor& g, const Tensor& x) {
-    if (!GradMode::is_enabled()) return kernels::binary(BinaryOp::PassIfPositive, g, x);
-    return where(kernels::binary(BinaryOp::Gt, x, zero_like_scalar(x)), g, zero_like_scalar(g));
+    if (!GradMode::is_enabled()) return kernels::binary(BinaryOp::MulPositiveMask, g, x);
+    return g * kernels::binary(BinaryOp::Gt, x, zero_like_scalar(x));
   });
 }
 

@@ -88,7 +88,7 @@ __device__ __forceinline__ T binary_fn(T a, T b) {
     if constexpr (Op == BinaryOp::Maximum) return a > b ? a : b;
     return a < b ? a : b;
   }
-  if constexpr (Op == BinaryOp::PassIfPositive) return b > T(0) ? a : T(0);
+  if constexpr (Op == BinaryOp::MulPositiveMask) return b > T(0) ? a : a * T(0);
   if constexpr (Op == BinaryOp::Eq) return T(a == b);
   if constexpr (Op == BinaryOp::Ne) return T(a != b);
   if constexpr (Op == BinaryOp::Lt) return T(a < b);

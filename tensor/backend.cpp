@@ -112,7 +112,7 @@ const char* binary_op_name(BinaryOp op) {
     case BinaryOp::Pow: return "pow";
     case BinaryOp::Maximum: return "maximum";
     case BinaryOp::Minimum: return "minimum";
-    case BinaryOp::PassIfPositive: return "pass_if_positive";
+    case BinaryOp::MulPositiveMask: return "mul_positive_mask";
     case BinaryOp::Eq: return "eq";
     case BinaryOp::Ne: return "ne";
     case BinaryOp::Lt: return "lt";

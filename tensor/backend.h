@@ -27,7 +27,7 @@ enum class UnaryOp : uint8_t {
 };
 enum class BinaryOp : uint8_t {
   Add, Sub, Mul, Div, Pow, Maximum, Minimum,
-  PassIfPositive,  // a where b > 0, else 0: relu's backward in one pass
+  MulPositiveMask,  // a * (b > 0 ? 1 : 0): relu's backward in one pass, without the mask
   Eq, Ne, Lt, Le, Gt, Ge,  // produce 1 or 0 in the inputs' dtype
   Count
 };

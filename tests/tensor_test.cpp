@@ -531,7 +531,7 @@ double ref_binary(BinaryOp op, double a, double b) {
     case BinaryOp::Pow: return std::pow(a, b);
     case BinaryOp::Maximum: return std::max(a, b);
     case BinaryOp::Minimum: return std::min(a, b);
-    case BinaryOp::PassIfPositive: return b > 0 ? a : 0;
+    case BinaryOp::MulPositiveMask: return a * (b > 0 ? 1.0 : 0.0);
     case BinaryOp::Eq: return a == b;
     case BinaryOp::Ne: return a != b;
     case BinaryOp::Lt: return a < b;

@@ -218,7 +218,7 @@ inline T binary_fn(T a, T b) {
     if constexpr (Op == BinaryOp::Maximum) return a > b ? a : b;
     return a < b ? a : b;
   }
-  if constexpr (Op == BinaryOp::PassIfPositive) return b > T(0) ? a : T(0);
+  if constexpr (Op == BinaryOp::MulPositiveMask) return b > T(0) ? a : a * T(0);  // a * 0: NaN stays NaN
   if constexpr (Op == BinaryOp::Eq) return T(a == b);
   if constexpr (Op == BinaryOp::Ne) return T(a != b);
   if constexpr (Op == BinaryOp::Lt) return T(a < b);
@@ -244,8 +244,8 @@ MG_VECTORIZE void mul_f32(float* o, const float* x, const float* y, int64_t n) {
 MG_VECTORIZE void div_f32(float* o, const float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) o[i] = x[i] / y[i];
 }
-MG_VECTORIZE void pass_if_positive_f32(float* o, const float* x, const float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) o[i] = y[i] > 0.0f ? x[i] : 0.0f;
+MG_VECTORIZE void mul_positive_mask_f32(float* o, const float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) o[i] = y[i] > 0.0f ? x[i] : x[i] * 0.0f;
 }
 MG_VECTORIZE void add_scalar_f32(float* o, const float* x, float y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) o[i] = x[i] + y;
@@ -260,7 +260,7 @@ MG_VECTORIZE void div_scalar_f32(float* o, const float* x, float y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) o[i] = x[i] / y;
 }
 
-// The loops above for float Add/Sub/Mul/Div (and PassIfPositive); false for any other op or dtype.
+// The loops above for float Add/Sub/Mul/Div (and MulPositiveMask); false for any other op or dtype.
 template <BinaryOp Op, typename T>
 bool dense_isa_loop(T* o, const T* x, const T* y, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
@@ -268,7 +268,7 @@ bool dense_isa_loop(T* o, const T* x, const T* y, int64_t n) {
     if constexpr (Op == BinaryOp::Sub) return sub_f32(o, x, y, n), true;
     if constexpr (Op == BinaryOp::Mul) return mul_f32(o, x, y, n), true;
     if constexpr (Op == BinaryOp::Div) return div_f32(o, x, y, n), true;
-    if constexpr (Op == BinaryOp::PassIfPositive) return pass_if_positive_f32(o, x, y, n), true;
+    if constexpr (Op == BinaryOp::MulPositiveMask) return mul_positive_mask_f32(o, x, y, n), true;
   }
   return false;
 }
