@@ -28,9 +28,8 @@ struct BackwardPlan {
 // The gradients of the inputs that need one, in input order (x, weight, bias), from
 // in = (x, grad, mean, rstd[, weight]): by the fused kernel, or by the formula in ops.
 TensorList fused_backward(const TensorList& in, const BackwardPlan& p) {
-  kernels::BatchNormGrads g = kernels::batch_norm_backward(in[0], in[1], in[2], in[3],
-                                                           p.has_weight ? in[4] : Tensor(), p.need_x, p.need_weight,
-                                                           p.need_bias);
+  kernels::BatchNormGrads g = kernels::batch_norm_backward(in[0], in[1], in[2], in[3], p.has_weight ? in[4] : Tensor(),
+                                                           p.need_x, p.need_weight, p.need_bias);
   TensorList out;
   for (const Tensor* t : {&g.x, &g.weight, &g.bias})
     if (t->defined()) out.push_back(*t);
@@ -66,35 +65,40 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   if (weight.defined()) saved.push_back(weight);
   const std::vector<int64_t> dims = x.dim() == 5 ? std::vector<int64_t>{1, 3, 4} : std::vector<int64_t>{0, 2, 3};
   const bool has_weight = weight.defined(), has_bias = bias.defined();
-  record(OpId::batch_norm, inputs, r.out, saved, [dims, eps, has_weight, has_bias](const BackwardArgs& a) -> TensorList {
-    const std::size_t bias_input = has_weight ? 2 : 1;
-    const BackwardPlan plan{dims, eps, has_weight, a.needs_input(0), has_weight && a.needs_input(1),
-                            has_bias && a.needs_input(bias_input)};
-    TensorList in{a.saved[0], a.grad, a.saved[1], a.saved[2]};
-    if (has_weight) in.push_back(a.saved[3]);
-    TensorList computed;
-    if (!GradMode::is_enabled()) {
-      computed = fused_backward(in, plan);
-    } else {
-      // Recorded (create_graph): the values are still the fused kernel's, bit for bit those of a
-      // first-order backward (a checkpointed inner step recomputes its gradients and must get the
-      // same ones), and their own derivatives come from the formula, rebuilt by the checkpoint
-      // when a later backward reaches them. The recomputed values differ in the last bits, so
-      // they are not compared.
-      computed = checkpoint(
-          [plan](const TensorList& args) {
-            return GradMode::is_enabled() ? formula_backward(args, plan) : fused_backward(args, plan);
-          },
-          in, {.name = "batch_norm backward", .check_recomputation = false});
-    }
-    TensorList grads;
-    std::size_t next = 0;
-    for (bool needed : {plan.need_x, plan.need_weight, plan.need_bias})
-      grads.push_back(needed ? computed[next++] : Tensor());
-    if (!has_bias) grads.pop_back();
-    if (!has_weight) grads.erase(grads.begin() + 1);
-    return grads;
-  });
+  record(OpId::batch_norm, inputs, r.out, saved,
+         [dims, eps, has_weight, has_bias](const BackwardArgs& a) -> TensorList {
+           const std::size_t bias_input = has_weight ? 2 : 1;
+           const BackwardPlan plan{dims,
+                                   eps,
+                                   has_weight,
+                                   a.needs_input(0),
+                                   has_weight && a.needs_input(1),
+                                   has_bias && a.needs_input(bias_input)};
+           TensorList in{a.saved[0], a.grad, a.saved[1], a.saved[2]};
+           if (has_weight) in.push_back(a.saved[3]);
+           TensorList computed;
+           if (!GradMode::is_enabled()) {
+             computed = fused_backward(in, plan);
+           } else {
+             // Recorded (create_graph): the values are still the fused kernel's, bit for bit those of a
+             // first-order backward (a checkpointed inner step recomputes its gradients and must get the
+             // same ones), and their own derivatives come from the formula, rebuilt by the checkpoint
+             // when a later backward reaches them. The recomputed values differ in the last bits, so
+             // they are not compared.
+             computed = checkpoint(
+                 [plan](const TensorList& args) {
+                   return GradMode::is_enabled() ? formula_backward(args, plan) : fused_backward(args, plan);
+                 },
+                 in, {.name = "batch_norm backward", .check_recomputation = false});
+           }
+           TensorList grads;
+           std::size_t next = 0;
+           for (bool needed : {plan.need_x, plan.need_weight, plan.need_bias})
+             grads.push_back(needed ? computed[next++] : Tensor());
+           if (!has_bias) grads.pop_back();
+           if (!has_weight) grads.erase(grads.begin() + 1);
+           return grads;
+         });
   return r.out;
 }
 

@@ -168,5 +168,4 @@ Tensor max_unpool2d(const Tensor& x, const Tensor& indices, Size2d output_size) 
   return unpool(x, indices, output_size.h, output_size.w, true);
 }
 
-
 }  // namespace mg

@@ -106,8 +106,8 @@ void batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, doubl
   const int64_t channels = x.shape()[0] * x.shape()[2];
   dispatch_floating(x.dtype(), "batch_norm", [&]<typename T>() {
     batch_norm_kernel<T><<<blocks_for_channels(channels), kChannelThreads, 0, stream_of(out)>>>(
-        ptr<const T>(x), optional_ptr<T>(weight), optional_ptr<T>(bias), static_cast<T>(eps), ptr<T>(out),
-        ptr<T>(mean), ptr<T>(var), ptr<T>(rstd), channels, layout_of(x));
+        ptr<const T>(x), optional_ptr<T>(weight), optional_ptr<T>(bias), static_cast<T>(eps), ptr<T>(out), ptr<T>(mean),
+        ptr<T>(var), ptr<T>(rstd), channels, layout_of(x));
     MG_CUDA_CHECK_LAUNCH("batch_norm");
   });
 }

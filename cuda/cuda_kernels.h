@@ -41,7 +41,8 @@ void softmax_backward(const Tensor& y, const Tensor& grad, int dim, bool log, co
 void batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                 const Tensor& mean, const Tensor& var, const Tensor& rstd);
 void batch_norm_backward(const Tensor& x, const Tensor& grad, const Tensor& mean, const Tensor& rstd,
-                         const Tensor& weight, const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias);
+                         const Tensor& weight, const Tensor& grad_x, const Tensor& grad_weight,
+                         const Tensor& grad_bias);
 
 // cuda_cross_entropy.cu
 void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, const Tensor& loss,

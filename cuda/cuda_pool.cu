@@ -13,8 +13,8 @@ __device__ __forceinline__ bool beats(T v, T best) {
 }
 
 template <typename T>
-__global__ void max_pool2d_kernel(const T* x, int64_t height, int64_t width, Window2d w, int64_t oh, int64_t ow,
-                                  T* out, int64_t* indices, int64_t total) {
+__global__ void max_pool2d_kernel(const T* x, int64_t height, int64_t width, Window2d w, int64_t oh, int64_t ow, T* out,
+                                  int64_t* indices, int64_t total) {
   for (int64_t e = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; e < total; e += int64_t{gridDim.x} * blockDim.x) {
     const int64_t plane = e / (oh * ow), oy = e / ow % oh, ox = e % ow;
     const T* p = x + plane * height * width;

@@ -20,9 +20,7 @@ Tensor as_groups(const Tensor& x) {
 Tensor flat(const Tensor& t) { return as_strided(t, {t.numel()}, {1}, t.offset()); }
 
 // [C] for images, [T,C] for task-batched images.
-Shape channel_shape(const Tensor& x) {
-  return x.dim() == 5 ? Shape{x.size(0), x.size(2)} : Shape{x.size(1)};
-}
+Shape channel_shape(const Tensor& x) { return x.dim() == 5 ? Shape{x.size(0), x.size(2)} : Shape{x.size(1)}; }
 
 void check_input(const Tensor& x) {
   check_defined(kOp, x);
@@ -82,11 +80,10 @@ BatchNormGrads batch_norm_backward(const Tensor& x, const Tensor& grad, const Te
       if (t->defined()) t->fill_(0.0);
     return g;
   }
-  backend(x).batch_norm_backward(as_groups(contiguous(x)), as_groups(contiguous(grad)), flat(contiguous(mean)),
-                                 flat(contiguous(rstd)), weight.defined() ? flat(contiguous(weight)) : Tensor(),
-                                 g.x.defined() ? as_groups(g.x) : Tensor(),
-                                 g.weight.defined() ? flat(g.weight) : Tensor(),
-                                 g.bias.defined() ? flat(g.bias) : Tensor());
+  backend(x).batch_norm_backward(
+      as_groups(contiguous(x)), as_groups(contiguous(grad)), flat(contiguous(mean)), flat(contiguous(rstd)),
+      weight.defined() ? flat(contiguous(weight)) : Tensor(), g.x.defined() ? as_groups(g.x) : Tensor(),
+      g.weight.defined() ? flat(g.weight) : Tensor(), g.bias.defined() ? flat(g.bias) : Tensor());
   return g;
 }
 

@@ -95,8 +95,8 @@ Tensor max_unpool2d(const Tensor& x, const Tensor& indices, int64_t height, int6
   MG_CHECK(is_floating(x.dtype()), op, ": dtype ", x.dtype(), " is not supported (needs float32 or float64); input ",
            describe(x));
   MG_CHECK(x.dim() == 4, op, ": expected a 4-D [N,C,h,w] input, got ", describe(x));
-  MG_CHECK(indices.dtype() == kInt64 && indices.shape() == x.shape(), op, ": indices must be int64 of the input's shape ",
-           shape_str(x.shape()), ", got ", describe(indices));
+  MG_CHECK(indices.dtype() == kInt64 && indices.shape() == x.shape(), op,
+           ": indices must be int64 of the input's shape ", shape_str(x.shape()), ", got ", describe(indices));
   check_same_device(op, x, indices);
   MG_CHECK(height >= 1 && width >= 1, op, ": output size must be positive, got ", height, "x", width);
   const int64_t area = height * width;

@@ -194,8 +194,8 @@ TEST_CASE("gemm summed over the batch (matmul_sum)") {
       };
       for (const Case& c : cases) {
         CAPTURE(shape_str(c.a.shape()));
-        const Tensor want = kernels::reduce(
-            ReduceOp::Sum, kernels::matmul(c.a.to(kFloat64), c.b.to(kFloat64)), {0}, true);
+        const Tensor want =
+            kernels::reduce(ReduceOp::Sum, kernels::matmul(c.a.to(kFloat64), c.b.to(kFloat64)), {0}, true);
         const Tensor got = summed(c.a, c.b);
         REQUIRE(got.shape() == want.shape());
         const double tol = dtype == kFloat32 ? 1e-4 : 1e-12;

@@ -332,16 +332,16 @@ inline std::vector<GradcheckEntry> build_table() {
         FN(layer_norm(x[0], {4}, Tensor(), x[1], 0.5)));
   t.add(OpId::layer_norm, "only the parameters require grad", IN(N({3, 4}, 44), leaf(N({2, 4}, 45)), leaf(N({4}, 46))),
         FN(layer_norm(x[0], {4}, select(x[1], 0, 1), x[2])));
-  t.add(OpId::batch_norm, "[3,2,2,3] weight and bias", IN(leaf(N({3, 2, 2, 3}, 47)), leaf(N({2}, 48)), leaf(N({2}, 49))),
-        FN(batch_norm(x[0], x[1], x[2])));
+  t.add(OpId::batch_norm, "[3,2,2,3] weight and bias",
+        IN(leaf(N({3, 2, 2, 3}, 47)), leaf(N({2}, 48)), leaf(N({2}, 49))), FN(batch_norm(x[0], x[1], x[2])));
   t.add(OpId::batch_norm, "[2,3,1,5] no affine, eps 0.5", IN(leaf(N({2, 3, 1, 5}, 47))),
         FN(batch_norm(x[0], Tensor(), Tensor(), 0.5)));
   t.add(OpId::batch_norm, "task-batched [2,3,2,2,2] with [2,2] weight and bias",
         IN(leaf(N({2, 3, 2, 2, 2}, 47)), leaf(N({2, 2}, 48)), leaf(N({2, 2}, 49))), FN(batch_norm(x[0], x[1], x[2])));
   t.add(OpId::batch_norm, "transposed leaf, weight only", IN(leafT(N({2, 3, 2, 3}, 47)), leaf(N({3}, 48))),
         FN(batch_norm(x[0], x[1])));
-  t.add(OpId::batch_norm, "only the parameters require grad", IN(N({4, 2, 2, 2}, 47), leaf(N({2}, 48)), leaf(N({2}, 49))),
-        FN(batch_norm(x[0], x[1], x[2])));
+  t.add(OpId::batch_norm, "only the parameters require grad",
+        IN(N({4, 2, 2, 2}, 47), leaf(N({2}, 48)), leaf(N({2}, 49))), FN(batch_norm(x[0], x[1], x[2])));
 
   // ---------------------------------------------------------------- losses
   t.add(OpId::cross_entropy_rows, "[3,4]", IN(leaf(N({3, 4}, 47)), I({1, 3, 0}, {3})),
@@ -546,8 +546,9 @@ inline std::vector<GradcheckEntry> build_table() {
   t.add(OpId::max_unpool2d, "[1,2,4,3] from k3 stride 1 pad 1 pooling of a [1,2,4,3]",
         IN(leaf(N({1, 2, 4, 3}, 107)), max_pool2d_with_indices(N({1, 2, 4, 3}, 108), 3, 1, 1).second),
         FN(max_unpool2d(x[0], x[1], {4, 3})));
-  t.add(OpId::max_unpool2d, "[2,2,2,3] into 4x6", IN(leaf(N({2, 2, 2, 3}, 107)),
-        max_pool2d_with_indices(N({2, 2, 4, 6}, 108), 2, 2).second), FN(max_unpool2d(x[0], x[1], {4, 6})));
+  t.add(OpId::max_unpool2d, "[2,2,2,3] into 4x6",
+        IN(leaf(N({2, 2, 2, 3}, 107)), max_pool2d_with_indices(N({2, 2, 4, 6}, 108), 2, 2).second),
+        FN(max_unpool2d(x[0], x[1], {4, 6})));
 
   return std::move(t.entries);
 }

@@ -74,8 +74,8 @@ TEST_SUITE("tensor.memory") {
     empty_cache();
     const MemoryStats clean = memory_stats();
     {
-      Tensor a = empty({3 << 18});  // 3 MiB
-      Tensor b = empty({2 << 18});  // 2 MiB
+      Tensor a = empty({3 << 18});     // 3 MiB
+      Tensor b = empty({2 << 18});     // 2 MiB
       Tensor keep = empty({1 << 16});  // 256 KiB, a small bucket: stays cached
     }
     CHECK(memory_stats().reserved == clean.reserved + (5 << 20) + (1 << 18));

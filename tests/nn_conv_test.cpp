@@ -378,10 +378,9 @@ TEST_SUITE("nn.conv") {
       return w;
     };
     // The first five keep the input's size; the last two do not.
-    const std::vector<Window2d> windows = {window(3, 1, 1, 1),           window(5, 1, 2, 1),
-                                           window(3, 1, 2, 2),           window({3, 1}, 1, {1, 0}, 1),
-                                           window(1, 1, 0, 1),           window(3, 1, 0, 1),
-                                           window(3, 2, 1, 1)};
+    const std::vector<Window2d> windows = {
+        window(3, 1, 1, 1), window(5, 1, 2, 1), window(3, 1, 2, 2), window({3, 1}, 1, {1, 0}, 1),
+        window(1, 1, 0, 1), window(3, 1, 0, 1), window(3, 2, 1, 1)};
     for (const Window2d& w : windows) {
       for (double pad : {0.0, -std::numeric_limits<double>::infinity()}) {
         INFO("k", w.kh, "x", w.kw, " s", w.sh, " p", w.ph, "x", w.pw, " d", w.dh, " pad ", pad);
@@ -423,11 +422,11 @@ TEST_SUITE("nn.conv") {
     // 2x2 stride 2 on even widths takes the vectorised loop (its tail too at width 10; odd
     // height 9 leaves a row out), on odd widths the general one.
     for (const Case& c : {Case{{2, 3, 8, 10}, window(2, 2, 0, 1)}, Case{{1, 2, 9, 32}, window(2, 2, 0, 1)},
-                          Case{{1, 2, 7, 7}, window(2, 2, 0, 1)},
-                          Case{{2, 2, 9, 8}, window(3, 2, 1, 1)}, Case{{1, 3, 6, 7}, uneven},
-                          Case{{1, 2, 7, 7}, window(2, 1, 0, 2)}}) {
+                          Case{{1, 2, 7, 7}, window(2, 2, 0, 1)}, Case{{2, 2, 9, 8}, window(3, 2, 1, 1)},
+                          Case{{1, 3, 6, 7}, uneven}, Case{{1, 2, 7, 7}, window(2, 1, 0, 2)}}) {
       for (DType dtype : {kFloat32, kFloat64}) {
-        INFO(shape_str(c.x), " k", c.w.kh, "x", c.w.kw, " s", c.w.sh, " p", c.w.ph, " ", std::string(dtype_label(dtype)));
+        INFO(shape_str(c.x), " k", c.w.kh, "x", c.w.kw, " s", c.w.sh, " p", c.w.ph, " ",
+             std::string(dtype_label(dtype)));
         std::vector<double> v = (N(c.x, 90) * 2.0).values_as_double();
         for (double& e : v) e = std::floor(e);
         for (std::size_t i = 0; i < v.size(); i += 7) v[i] = std::nan("");
@@ -467,8 +466,7 @@ TEST_SUITE("nn.conv") {
     CHECK(max_unpool2d(y, twice, {2, 2}).values_as_double() == std::vector<double>{0, 0, 0, 12});
     CHECK_ERROR(max_unpool2d(y, tensor(std::vector<int64_t>{0, 8}, {1, 1, 1, 2}), {2, 4}), "max_unpool2d", "index 8",
                 "2x4");
-    CHECK_ERROR(max_unpool2d(y, tensor(std::vector<int64_t>{0, -1}, {1, 1, 1, 2}), {2, 4}), "max_unpool2d",
-                "index -1");
+    CHECK_ERROR(max_unpool2d(y, tensor(std::vector<int64_t>{0, -1}, {1, 1, 1, 2}), {2, 4}), "max_unpool2d", "index -1");
     CHECK_ERROR(max_unpool2d(y, at.to(kFloat64), {2, 4}), "max_unpool2d", "int64");
     CHECK_ERROR(max_unpool2d(y, tensor(std::vector<int64_t>{0}, {1, 1, 1, 1}), {2, 4}), "max_unpool2d", "[1,1,1,2]");
     CHECK_ERROR(max_unpool2d(y.reshape({2}), at.reshape({2}), {2, 4}), "max_unpool2d", "4-D");
@@ -549,7 +547,8 @@ TEST_SUITE("nn.conv") {
       const Tensor rv = batch_var_unbiased * 0.25 + 0.75;
       // The fused kernel merges per-image sums, so the last bits differ from mean()'s.
       for (int c = 0; c < 2; ++c) {
-        CHECK(bn.buffer("running_mean").values_as_double()[c] == doctest::Approx(rm.values_as_double()[c]).epsilon(1e-14));
+        CHECK(bn.buffer("running_mean").values_as_double()[c] ==
+              doctest::Approx(rm.values_as_double()[c]).epsilon(1e-14));
         CHECK(bn.buffer("running_var").values_as_double()[c] == doctest::Approx(rv.values_as_double()[c]).epsilon(1e-14));
       }
       const std::vector<double> rm_after_train = bn.buffer("running_mean").values_as_double();

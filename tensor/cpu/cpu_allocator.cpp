@@ -130,10 +130,11 @@ class CachingAllocator {
       ++misses_;
       // Cached large blocks smaller than this request can never serve it: back to malloc with
       // them, which can merge neighbours into this block instead of growing the process.
-      if (size > kLargeBlock) free_.take_smaller(size, [&](void* smaller, std::size_t bytes) {
-        cached_bytes_ -= bytes;
-        to_free.push_back(smaller);
-      });
+      if (size > kLargeBlock)
+        free_.take_smaller(size, [&](void* smaller, std::size_t bytes) {
+          cached_bytes_ -= bytes;
+          to_free.push_back(smaller);
+        });
     }
     for (void* smaller : to_free) std::free(smaller);
     void* block = std::aligned_alloc(kAlignment, size);

@@ -45,11 +45,10 @@ template <typename T>
   const double s = static_cast<double>(geo.s);
   for (int64_t k = 0; k < geo.slices; ++k) {
     const T* p = x + k * geo.stride;
-    const double slice_mean =
-        slice_sum<T>(
-            geo.s, [&](auto i) __attribute__((always_inline)) { return load16(p + i); },
-            [&](int64_t i) __attribute__((always_inline)) { return p[i]; }) /
-        s;
+    const double slice_mean = slice_sum<T>(
+                                  geo.s, [&](auto i) __attribute__((always_inline)) { return load16(p + i); },
+                                  [&](int64_t i) __attribute__((always_inline)) { return p[i]; }) /
+                              s;
     const T center = static_cast<T>(slice_mean);
     double squares = slice_sum<T>(
         geo.s,
@@ -83,8 +82,8 @@ template <typename T>
 
 // sum g and sum g * (x - mean) over the channel.
 template <typename T>
-[[gnu::always_inline]] inline void channel_grad_sums(const T* x, const T* g, ChannelGeometry geo, T mean,
-                                                     double& sum_g, double& sum_gc) {
+[[gnu::always_inline]] inline void channel_grad_sums(const T* x, const T* g, ChannelGeometry geo, T mean, double& sum_g,
+                                                     double& sum_gc) {
   using namespace vec;
   sum_g = 0.0, sum_gc = 0.0;
   for (int64_t k = 0; k < geo.slices; ++k) {
@@ -94,17 +93,15 @@ template <typename T>
         geo.s, [&](auto i) __attribute__((always_inline)) { return load16(q + i); },
         [&](int64_t i) __attribute__((always_inline)) { return q[i]; });
     sum_gc += slice_sum<T>(
-        geo.s,
-        [&](auto i) __attribute__((always_inline)) { return load16(q + i) * (load16(p + i) - mean);
-        },
+        geo.s, [&](auto i) __attribute__((always_inline)) { return load16(q + i) * (load16(p + i) - mean); },
         [&](int64_t i) __attribute__((always_inline)) { return q[i] * (p[i] - mean); });
   }
 }
 
 // dx = k_grad * g + k_centered * (x - mean) + k_const.
 template <typename T>
-[[gnu::always_inline]] inline void channel_grad_x(const T* x, const T* g, T* dx, ChannelGeometry geo, T mean,
-                                                  T k_grad, T k_centered, T k_const) {
+[[gnu::always_inline]] inline void channel_grad_x(const T* x, const T* g, T* dx, ChannelGeometry geo, T mean, T k_grad,
+                                                  T k_centered, T k_const) {
   for (int64_t k = 0; k < geo.slices; ++k) {
     const T* p = x + k * geo.stride;
     const T* q = g + k * geo.stride;
@@ -221,7 +218,7 @@ void batch_norm_backward(const Tensor& x, const Tensor& grad, const Tensor& mean
         if (dx == nullptr) continue;
         const double k_grad = (w != nullptr ? static_cast<double>(w[j]) : 1.0) * r;
         write_grad_x(in + at, g + at, dx + at, geo, mean_in[j], static_cast<T>(k_grad),
-               static_cast<T>(-k_grad * r * sum_g_xhat / count), static_cast<T>(-k_grad * sum_g / count));
+                     static_cast<T>(-k_grad * r * sum_g_xhat / count), static_cast<T>(-k_grad * sum_g / count));
       }
     });
   });

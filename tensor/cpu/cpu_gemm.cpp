@@ -147,31 +147,31 @@ void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, i
       const int64_t j0 = jb * NC;
       const int64_t nc = std::min(NC, n - j0);
       for (int64_t bi = first; bi < (sum_batch ? batch : first + 1); ++bi) {
-      const T* a = reinterpret_cast<const T*>(A.base) + bi * A.sb;
-      const T* b = reinterpret_cast<const T*>(B.base) + bi * B.sb;
-      T* c = out + (sum_batch ? 0 : bi * m * n);
-      for (int64_t p0 = 0; p0 < k; p0 += KC) {
-        const int64_t kc = std::min(KC, k - p0);
-        const T* bsrc = b + p0 * B.sr + j0 * B.sc;
-        if (!direct_b && (bsrc != packed_src || kc != packed_kc || nc != packed_nc)) {
-          kr.pack_b(bsrc, B.sr, B.sc, kc, nc, bbuf);
-          packed_src = bsrc;
-          packed_kc = kc;
-          packed_nc = nc;
-        }
-        for (int64_t i0 = r0; i0 < r1; i0 += MC) {
-          const int64_t mc = std::min(MC, r1 - i0);
-          kr.pack_a(a + i0 * A.sr + p0 * A.sc, A.sr, A.sc, mc, kc, abuf);
-          const int64_t ldb = direct_b ? B.sr : NR;
-          for (int64_t jr = 0; jr < nc; jr += NR) {
-            const T* bp = direct_b ? bsrc + jr : bbuf + jr * kc;
-            T* cj = c + i0 * n + j0 + jr;
-            const int64_t nr = std::min(NR, nc - jr);
-            for (int64_t ir = 0; ir < mc; ir += MR)
-              kr.tile(kc, abuf + ir * kc, bp, ldb, cj + ir * n, n, std::min(MR, mc - ir), nr, p0 > 0 || bi > first);
+        const T* a = reinterpret_cast<const T*>(A.base) + bi * A.sb;
+        const T* b = reinterpret_cast<const T*>(B.base) + bi * B.sb;
+        T* c = out + (sum_batch ? 0 : bi * m * n);
+        for (int64_t p0 = 0; p0 < k; p0 += KC) {
+          const int64_t kc = std::min(KC, k - p0);
+          const T* bsrc = b + p0 * B.sr + j0 * B.sc;
+          if (!direct_b && (bsrc != packed_src || kc != packed_kc || nc != packed_nc)) {
+            kr.pack_b(bsrc, B.sr, B.sc, kc, nc, bbuf);
+            packed_src = bsrc;
+            packed_kc = kc;
+            packed_nc = nc;
+          }
+          for (int64_t i0 = r0; i0 < r1; i0 += MC) {
+            const int64_t mc = std::min(MC, r1 - i0);
+            kr.pack_a(a + i0 * A.sr + p0 * A.sc, A.sr, A.sc, mc, kc, abuf);
+            const int64_t ldb = direct_b ? B.sr : NR;
+            for (int64_t jr = 0; jr < nc; jr += NR) {
+              const T* bp = direct_b ? bsrc + jr : bbuf + jr * kc;
+              T* cj = c + i0 * n + j0 + jr;
+              const int64_t nr = std::min(NR, nc - jr);
+              for (int64_t ir = 0; ir < mc; ir += MR)
+                kr.tile(kc, abuf + ir * kc, bp, ldb, cj + ir * n, n, std::min(MR, mc - ir), nr, p0 > 0 || bi > first);
+            }
           }
         }
-      }
       }
     }
   };

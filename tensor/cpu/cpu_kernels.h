@@ -40,7 +40,8 @@ void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, doubl
 void batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                 const Tensor& mean, const Tensor& var, const Tensor& rstd);
 void batch_norm_backward(const Tensor& x, const Tensor& grad, const Tensor& mean, const Tensor& rstd,
-                         const Tensor& weight, const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias);
+                         const Tensor& weight, const Tensor& grad_x, const Tensor& grad_weight,
+                         const Tensor& grad_bias);
 
 // cpu_cross_entropy.cpp
 void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, const Tensor& loss,

@@ -22,8 +22,8 @@ template <typename T>
 }
 
 template <typename T>
-void max_pool_plane(const T* plane, int64_t height, int64_t width, const Window2d& w, int64_t oh, int64_t ow,
-                    T* out, int64_t* indices) {
+void max_pool_plane(const T* plane, int64_t height, int64_t width, const Window2d& w, int64_t oh, int64_t ow, T* out,
+                    int64_t* indices) {
   for (int64_t oy = 0; oy < oh; ++oy) {
     for (int64_t ox = 0; ox < ow; ++ox) {
       T best{};
