@@ -49,8 +49,7 @@ Tensor affine(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     if (bias.defined()) rows = kernels::binary(BinaryOp::Add, rows, per_task ? unsqueeze(bias, 1) : bias);
     y = reshape(rows, out_shape);
   }
-  TensorList inputs{x, weight};
-  if (bias.defined()) inputs.push_back(bias);
+  const TensorList inputs = defined_only({x, weight, bias});
   if (!should_record_list(inputs)) return y;
   record(OpId::affine, inputs, y, {x, weight},
          [per_task, has_bias = bias.defined()](const BackwardArgs& a) -> TensorList {

@@ -56,13 +56,10 @@ TensorList formula_backward(const TensorList& in, const BackwardPlan& p) {
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, BatchNormStats* stats) {
   kernels::BatchNormResult r = kernels::batch_norm(x, weight, bias, eps);
   if (stats != nullptr) *stats = {r.mean, r.var};
-  TensorList inputs{x};
-  if (weight.defined()) inputs.push_back(weight);
-  if (bias.defined()) inputs.push_back(bias);
+  const TensorList inputs = defined_only({x, weight, bias});
   if (!should_record_list(inputs)) return r.out;
 
-  TensorList saved{x, r.mean, r.rstd};
-  if (weight.defined()) saved.push_back(weight);
+  const TensorList saved = defined_only({x, r.mean, r.rstd, weight});
   const std::vector<int64_t> dims = x.dim() == 5 ? std::vector<int64_t>{1, 3, 4} : std::vector<int64_t>{0, 2, 3};
   const bool has_weight = weight.defined(), has_bias = bias.defined();
   record(OpId::batch_norm, inputs, r.out, saved,

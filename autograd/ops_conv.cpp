@@ -95,8 +95,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d 
     const Tensor per_channel = Tensor::make_view(bias, {o, 1, 1}, {bias.stride(0), 0, 0}, bias.offset());
     out = kernels::binary(BinaryOp::Add, out, per_channel);
   }
-  TensorList inputs{x, weight};
-  if (bias.defined()) inputs.push_back(bias);
+  const TensorList inputs = defined_only({x, weight, bias});
   if (!should_record_list(inputs)) return out;
 
   const bool has_bias = bias.defined();

@@ -20,13 +20,10 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
            "layer_norm: input of shape ", shape_str(x.shape()), " does not end in normalized_shape ",
            shape_str(normalized_shape));
   kernels::LayerNormResult r = kernels::layer_norm(x, k, weight, bias, eps);
-  TensorList inputs{x};
-  if (weight.defined()) inputs.push_back(weight);
-  if (bias.defined()) inputs.push_back(bias);
+  const TensorList inputs = defined_only({x, weight, bias});
   if (!should_record_list(inputs)) return r.out;
 
-  TensorList saved{x, r.mean, r.rstd};
-  if (weight.defined()) saved.push_back(weight);
+  const TensorList saved = defined_only({x, r.mean, r.rstd, weight});
   std::vector<int64_t> dims;
   for (int64_t d = x.dim() - k; d < x.dim(); ++d) dims.push_back(d);
   const bool has_weight = weight.defined(), has_bias = bias.defined();

@@ -12,6 +12,13 @@ bool should_record_list(const TensorList& inputs) {
   return false;
 }
 
+TensorList defined_only(std::initializer_list<Tensor> ts) {
+  TensorList out;
+  for (const Tensor& t : ts)
+    if (t.defined()) out.push_back(t);
+  return out;
+}
+
 void record(OpId op, TensorSpan inputs, const Tensor& output, TensorSpan saved, BackwardFn backward) {
   auto node = std::allocate_shared<FunctionNode>(PoolAllocator<FunctionNode>(), op, std::move(backward));
   node->next.reserve(inputs.size());

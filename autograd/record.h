@@ -22,6 +22,9 @@ bool should_record(const Ts&... inputs) {
   return GradMode::is_enabled() && (inputs.requires_grad() || ...);
 }
 bool should_record_list(const TensorList& inputs);
+// The defined tensors among ts, in order: the inputs (or saved tensors) of an op whose weight
+// and bias are optional.
+TensorList defined_only(std::initializer_list<Tensor> ts);
 
 // Creates the node (edges to each input's gradient node), makes it output's grad_fn and marks
 // output as requiring grad. Must only be called when should_record(inputs...) holds.
