@@ -14,8 +14,8 @@
 namespace mg::cpu {
 namespace {
 
-// Bitwise, not short-circuit, and used in selects rather than branches: on real data the
-// outcome is a coin flip, and a mispredicted branch per compare cost ~8 ns per output.
+// Bitwise, not short-circuit: on real data the outcome is a coin flip, and the first kernel's
+// mispredicted branches cost ~8 ns per output.
 template <typename T>
 [[gnu::always_inline]] inline bool beats(T v, T best) {
   return (v > best) | ((v != v) & (best == best));  // v != v: v is NaN
@@ -86,8 +86,8 @@ bool is_plain_2x2(const Window2d& w) {
 void max_pool2d(const Tensor& x, const Window2d& window, const Tensor& out, const Tensor& indices) {
   const int64_t planes = x.shape()[0] * x.shape()[1], height = x.shape()[2], width = x.shape()[3];
   const int64_t oh = out.shape()[2], ow = out.shape()[3];
-  // The 2x2 loop needs even rows, so that a pair never straddles two (an odd last row is left
-  // out, as the window leaves it).
+  // The 2x2 loop needs an even width, so that a horizontal pair never straddles two rows (an odd
+  // last row is left out, as the window leaves it).
   const bool plain = is_plain_2x2(window) && width == 2 * ow;
   dispatch_floating(x.dtype(), "max_pool2d", [&]<typename T>() {
     const T* in = x.data_ptr<T>();
