@@ -1,6 +1,7 @@
 #include "checkpoint.h"
 
 #include <cmath>
+#include <optional>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -109,7 +110,12 @@ class CheckpointNode final : public Node {
  public:
   CheckpointNode(CheckpointFn fn, const TensorList& inputs, const TensorList& outputs, const CheckpointOptions& options,
                  uint64_t seed, uint64_t offset)
-      : Node(options.name), fn_(std::move(fn)), label_(options.name), seed_(seed), offset_(offset) {
+      : Node(options.name),
+        fn_(std::move(fn)),
+        label_(options.name),
+        replay_random_(options.replay_random),
+        seed_(seed),
+        offset_(offset) {
     inputs_.reserve(inputs.size());
     for (const Tensor& t : inputs) inputs_.emplace_back(t, /*is_output=*/false);
     num_outputs_ = outputs.size();
@@ -148,7 +154,8 @@ class CheckpointNode final : public Node {
 
     TensorList outputs;
     {
-      ReplayDefaultGenerator replay(seed_, offset_);
+      std::optional<ReplayDefaultGenerator> replay;
+      if (replay_random_) replay.emplace(seed_, offset_);
       GradModeGuard recording(true);
       outputs = fn_(inputs);
     }
@@ -198,6 +205,7 @@ class CheckpointNode final : public Node {
 
   CheckpointFn fn_;
   std::string label_;
+  bool replay_random_;
   uint64_t seed_, offset_;
   std::vector<SavedTensor> inputs_;
   std::size_t num_outputs_ = 0;
@@ -238,8 +246,8 @@ TensorList checkpoint(const CheckpointFn& fn, const TensorList& inputs, const Ch
   }
   record = record && any_requires_grad;
 
-  const uint64_t seed = default_generator().seed();
-  const uint64_t offset = default_generator().offset();
+  const uint64_t seed = options.replay_random ? default_generator().seed() : 0;
+  const uint64_t offset = options.replay_random ? default_generator().offset() : 0;
   TensorList outputs;
   {
     NoGradGuard no_grad;

@@ -33,6 +33,10 @@ struct CheckpointOptions {
   // Compare the recomputed outputs with the first ones (bitwise). Turn off only for an fn whose
   // kernels are not bitwise reproducible.
   bool check_recomputation = true;
+  // Put default_generator() back where the first run found it for the recomputation. Turn off
+  // only for an fn that draws no random numbers and may be recomputed on several threads at
+  // once (the generator is one for the process).
+  bool replay_random = true;
 };
 
 // Returns fn(inputs). When recording is on and an input requires grad, every floating output

@@ -81,12 +81,13 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
              // first-order backward (a checkpointed inner step recomputes its gradients and must get the
              // same ones), and their own derivatives come from the formula, rebuilt by the checkpoint
              // when a later backward reaches them. The recomputed values differ in the last bits, so
-             // they are not compared.
+             // they are not compared; nothing is random, and tasks on threads may recompute at once,
+             // so the process's default generator is left alone.
              computed = checkpoint(
                  [plan](const TensorList& args) {
                    return GradMode::is_enabled() ? formula_backward(args, plan) : fused_backward(args, plan);
                  },
-                 in, {.name = "batch_norm backward", .check_recomputation = false});
+                 in, {.name = "batch_norm backward", .check_recomputation = false, .replay_random = false});
            }
            TensorList grads;
            std::size_t next = 0;

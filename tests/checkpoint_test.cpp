@@ -158,6 +158,25 @@ TEST_SUITE("autograd.checkpoint") {
     CHECK(max_abs_diff(g, y / x * 2.0) < 1e-14);
   }
 
+  TEST_CASE("replay_random off: the recomputation sees the generator as it is, and leaves it alone") {
+    manual_seed(6);
+    Tensor x = tensor({0.5, 1.5}, kFloat64).requires_grad_();
+    std::vector<uint64_t> seen;  // the default generator's offset at each run of fn
+    auto square = [&](const TensorList& in) {
+      seen.push_back(default_generator().offset());
+      return TensorList{in[0] * in[0]};
+    };
+    Tensor y = checkpoint(square, {x}, {.replay_random = false})[0];
+    (void)rand({3}, kFloat64);  // moves the generator on between the runs
+    const uint64_t now = default_generator().offset();
+    Tensor g = grad({y.sum()}, {x})[0];
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[1] == now);  // not put back to seen[0]
+    CHECK(seen[0] != now);
+    CHECK(default_generator().offset() == now);
+    CHECK(max_abs_diff(g, x * 2.0) < 1e-15);
+  }
+
   TEST_CASE("what cannot be recomputed is an error, not a wrong gradient") {
     Tensor x = tensor({1.0, 2.0}, kFloat64).requires_grad_();
     SUBCASE("randomness from another generator") {
