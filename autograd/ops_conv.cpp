@@ -34,10 +34,9 @@ Window2d make_window(std::string_view op, Size2d kernel, Size2d stride, Size2d p
 
 Tensor fold_window(const Tensor& cols, int64_t height, int64_t width, const Window2d& w, std::string_view op);
 
-// The pad value only matters to the forward values: the padding is not part of x, so the
-// backward (fold) drops whatever gradient lands there, whichever value it read.
-Tensor unfold_window(const Tensor& x, const Window2d& w, double pad_value, std::string_view op) {
-  Tensor cols = kernels::im2col(x, w, pad_value, op);
+// Padding reads zeros; the backward (fold) drops whatever gradient lands there.
+Tensor unfold_window(const Tensor& x, const Window2d& w, std::string_view op) {
+  Tensor cols = kernels::im2col(x, w, 0.0, op);
   if (should_record(x))
     record(OpId::unfold2d, {x}, cols, {}, [w, h = x.size(2), wd = x.size(3)](const BackwardArgs& g) -> TensorList {
       return {fold_window(g.grad, h, wd, w, "unfold2d backward")};
@@ -48,9 +47,8 @@ Tensor unfold_window(const Tensor& x, const Window2d& w, double pad_value, std::
 Tensor fold_window(const Tensor& cols, int64_t height, int64_t width, const Window2d& w, std::string_view op) {
   Tensor out = kernels::col2im(cols, height, width, w, op);
   if (should_record(cols))
-    record(OpId::fold2d, {cols}, out, {}, [w](const BackwardArgs& g) -> TensorList {
-      return {unfold_window(g.grad, w, 0.0, "fold2d backward")};
-    });
+    record(OpId::fold2d, {cols}, out, {},
+           [w](const BackwardArgs& g) -> TensorList { return {unfold_window(g.grad, w, "fold2d backward")}; });
   return out;
 }
 
@@ -64,7 +62,7 @@ void check_image(std::string_view op, const Tensor& x) {
 }  // namespace
 
 Tensor unfold2d(const Tensor& x, Size2d kernel, Size2d stride, Size2d padding, Size2d dilation) {
-  return unfold_window(x, make_window("unfold2d", kernel, stride, padding, dilation), 0.0, "unfold2d");
+  return unfold_window(x, make_window("unfold2d", kernel, stride, padding, dilation), "unfold2d");
 }
 
 Tensor fold2d(const Tensor& cols, Size2d output_size, Size2d kernel, Size2d stride, Size2d padding, Size2d dilation) {
@@ -118,7 +116,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d 
           fold_window(matmul(transpose(reshape(weight, {o, rows}), 0, 1), g), height, width, w, "conv2d backward");
     if (a.needs_input(1)) {
       // Recorded, so that a higher-order gradient sees how the columns depend on x.
-      const Tensor cols = unfold_window(x, w, 0.0, "conv2d backward");
+      const Tensor cols = unfold_window(x, w, "conv2d backward");
       grads[1] = reshape(sum(matmul(g, transpose(cols, 1, 2)), {0}), weight.shape());
     }
     return grads;
