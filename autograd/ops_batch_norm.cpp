@@ -1,12 +1,12 @@
 // batch_norm: fused forward and backward kernels; the derivatives of the backward (create_graph)
-// come from its formula in differentiable ops. With x_hat = (x - mean) * rstd over (N, H, W) of each channel:
+// come from its formula in differentiable ops (fused_backward.h). With x_hat = (x - mean) * rstd
+// over (N, H, W) of each channel:
 //   dx = rstd * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat)),  g_hat = g * weight
 //   dweight = sum of g * x_hat,  dbias = sum of g  (per channel)
 // The formula recomputes mean and rstd from x with differentiable ops, so that its derivative
 // sees how they depend on x: the kernel's statistics are constants of the tape.
 #include "../tensor/kernels.h"
-#include "checkpoint.h"
-#include "grad_mode.h"
+#include "fused_backward.h"
 #include "ops.h"
 #include "record.h"
 
@@ -27,7 +27,7 @@ struct BackwardPlan {
 
 // The gradients of the inputs that need one, in input order (x, weight, bias), from
 // in = (x, grad, mean, rstd[, weight]): by the fused kernel, or by the formula in ops.
-TensorList fused_backward(const TensorList& in, const BackwardPlan& p) {
+TensorList kernel_grads(const TensorList& in, const BackwardPlan& p) {
   kernels::BatchNormGrads g = kernels::batch_norm_backward(in[0], in[1], in[2], in[3], p.has_weight ? in[4] : Tensor(),
                                                            p.need_x, p.need_weight, p.need_bias);
   TensorList out;
@@ -36,7 +36,7 @@ TensorList fused_backward(const TensorList& in, const BackwardPlan& p) {
   return out;
 }
 
-TensorList formula_backward(const TensorList& in, const BackwardPlan& p) {
+TensorList formula_grads(const TensorList& in, const BackwardPlan& p) {
   const Tensor &x = in[0], &g = in[1];
   const Tensor centered = x - mean(x, p.dims, true);
   const Tensor rstd = rsqrt(mean(centered * centered, p.dims, true) + p.eps);
@@ -73,29 +73,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
                                    has_bias && a.needs_input(bias_input)};
            TensorList in{a.saved[0], a.grad, a.saved[1], a.saved[2]};
            if (has_weight) in.push_back(a.saved[3]);
-           TensorList computed;
-           if (!GradMode::is_enabled()) {
-             computed = fused_backward(in, plan);
-           } else {
-             // Recorded (create_graph): the values are still the fused kernel's, bit for bit those of a
-             // first-order backward (a checkpointed inner step recomputes its gradients and must get the
-             // same ones), and their own derivatives come from the formula, rebuilt by the checkpoint
-             // when a later backward reaches them. The recomputed values differ in the last bits, so
-             // they are not compared; nothing is random, and tasks on threads may recompute at once,
-             // so the process's default generator is left alone.
-             computed = checkpoint(
-                 [plan](const TensorList& args) {
-                   return GradMode::is_enabled() ? formula_backward(args, plan) : fused_backward(args, plan);
-                 },
-                 in, {.name = "batch_norm backward", .check_recomputation = false, .replay_random = false});
-           }
-           TensorList grads;
-           std::size_t next = 0;
-           for (bool needed : {plan.need_x, plan.need_weight, plan.need_bias})
-             grads.push_back(needed ? computed[next++] : Tensor());
-           if (!has_bias) grads.pop_back();
-           if (!has_weight) grads.erase(grads.begin() + 1);
-           return grads;
+           return to_needed_inputs(a, fused_backward(
+               "batch_norm backward", in, [plan](const TensorList& args) { return kernel_grads(args, plan); },
+               [plan](const TensorList& args) { return formula_grads(args, plan); }));
          });
   return r.out;
 }

@@ -6,16 +6,16 @@
 // the size of x, and kept for every convolution until the backward pass they would dominate the
 // tape's memory. With W the weight as [O, C*kh*kw] and g the output gradient as [N, O, L]:
 //   dx = fold(W^T g),  dweight = sum over the images of g unfold(x)^T,  dbias = sum of g over N, H, W
-// A first-order backward computes these with the grouped kernels of tensor/kernels_conv.cpp (as
-// the forward does), which never hold the whole batch's columns. A recorded one (create_graph)
-// writes them in differentiable ops, recomputing unfold(x) on the tape so that its own
-// derivative sees how the columns depend on x.
+// Their values come from the grouped kernels of tensor/kernels_conv.cpp (as the forward does),
+// which never hold the whole batch's columns. When the backward is recorded (create_graph), their
+// derivatives come from the same formulas in differentiable ops (fused_backward.h), recomputing
+// unfold(x) on the tape so that they see how the columns depend on x.
 //
 // max_pool2d reads the planes directly and saves only the int64 positions of the maxima. Its
 // backward places the gradient at them (max_unpool2d), whose backward gathers from them again:
 // both linear in the gradient, so every order of derivative is one of the two.
 #include "../tensor/kernels.h"
-#include "grad_mode.h"
+#include "fused_backward.h"
 #include "ops.h"
 #include "record.h"
 
@@ -103,22 +103,35 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d 
     const Tensor& weight = a.saved[1];
     TensorList grads(has_bias ? 3 : 2);
     if (has_bias && a.needs_input(2)) grads[2] = sum(a.grad, {0, 2, 3});
-    if (!GradMode::is_enabled()) {
-      if (a.needs_input(0)) grads[0] = kernels::conv2d_input_grad(a.grad, weight, height, width, w);
-      if (a.needs_input(1)) grads[1] = kernels::conv2d_weight_grad(a.grad, x, w);
-      return grads;
-    }
-    // The same gradients in differentiable ops, for create_graph.
-    const int64_t o = weight.size(0), rows = weight.size(1) * weight.size(2) * weight.size(3);
-    const Tensor g = reshape(a.grad, {x.size(0), o, a.grad.size(2) * a.grad.size(3)});  // [N, O, L]
-    if (a.needs_input(0))
-      grads[0] =
-          fold_window(matmul(transpose(reshape(weight, {o, rows}), 0, 1), g), height, width, w, "conv2d backward");
-    if (a.needs_input(1)) {
-      // Recorded, so that a higher-order gradient sees how the columns depend on x.
-      const Tensor cols = unfold_window(x, w, "conv2d backward");
-      grads[1] = reshape(sum(matmul(g, transpose(cols, 1, 2)), {0}), weight.shape());
-    }
+    // The input and weight gradients from kernels; recorded (create_graph), their derivatives come
+    // from the same gradients in differentiable ops (fused_backward.h).
+    const bool need_x = a.needs_input(0), need_weight = a.needs_input(1);
+    if (!need_x && !need_weight) return grads;
+    auto kernel = [=](const TensorList& in) {
+      TensorList out;
+      if (need_x) out.push_back(kernels::conv2d_input_grad(in[2], in[1], height, width, w));
+      if (need_weight) out.push_back(kernels::conv2d_weight_grad(in[2], in[0], w));
+      return out;
+    };
+    auto formula = [=](const TensorList& in) {
+      const Tensor &x = in[0], &weight = in[1];
+      const int64_t o = weight.size(0), rows = weight.size(1) * weight.size(2) * weight.size(3);
+      const Tensor g = reshape(in[2], {x.size(0), o, in[2].size(2) * in[2].size(3)});  // [N, O, L]
+      TensorList out;
+      if (need_x)
+        out.push_back(
+            fold_window(matmul(transpose(reshape(weight, {o, rows}), 0, 1), g), height, width, w, "conv2d backward"));
+      if (need_weight) {
+        // Recorded, so that a higher-order gradient sees how the columns depend on x.
+        const Tensor cols = unfold_window(x, w, "conv2d backward");
+        out.push_back(reshape(sum(matmul(g, transpose(cols, 1, 2)), {0}), weight.shape()));
+      }
+      return out;
+    };
+    const TensorList computed = fused_backward("conv2d backward", {x, weight, a.grad}, kernel, formula);
+    std::size_t next = 0;
+    if (need_x) grads[0] = computed[next++];
+    if (need_weight) grads[1] = computed[next];
     return grads;
   });
   return out;

@@ -2,15 +2,52 @@
 // written in differentiable ops. With x_hat = (x - mean) * rstd over the normalised dims:
 //   dx = rstd * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat)),  g_hat = g * weight
 //   dweight = sum over the leading dims of g * x_hat,  dbias = sum over the leading dims of g
-// A first-order backward takes mean and rstd from the forward kernel. A recorded backward
-// (create_graph) recomputes them from x with differentiable ops, so that its own derivative sees
-// how they depend on x: the kernel's statistics are constants of the tape.
+// The gradient's values take mean and rstd from the forward kernel. Their derivatives
+// (create_graph, fused_backward.h) come from the formula with mean and rstd recomputed from x in
+// differentiable ops, so that it sees how they depend on x: the kernel's statistics are constants
+// of the tape.
 #include "../tensor/kernels.h"
-#include "grad_mode.h"
+#include "fused_backward.h"
 #include "ops.h"
 #include "record.h"
 
 namespace mg {
+namespace {
+
+struct BackwardPlan {
+  std::vector<int64_t> dims;
+  Shape normalized_shape;
+  double eps;
+  bool has_weight, need_x, need_weight, need_bias;
+};
+
+// The gradients of the inputs that need one, in input order (x, weight, bias), from
+// in = (x, grad, mean, rstd[, weight]) and x_hat, rstd.
+TensorList grads_from(const TensorList& in, const Tensor& x_hat, const Tensor& rstd, const BackwardPlan& p) {
+  const Tensor& g = in[1];
+  TensorList out;
+  if (p.need_x) {
+    const Tensor g_hat = p.has_weight ? g * in[4] : g;
+    out.push_back((g_hat - mean(g_hat, p.dims, true) - x_hat * mean(g_hat * x_hat, p.dims, true)) * rstd);
+  }
+  if (p.need_weight) out.push_back(sum_to(g * x_hat, p.normalized_shape));
+  if (p.need_bias) out.push_back(sum_to(g, p.normalized_shape));
+  return out;
+}
+
+TensorList kernel_grads(const TensorList& in, const BackwardPlan& p) {
+  const Tensor& rstd = in[3];
+  return grads_from(in, (in[0] - in[2]) * rstd, rstd, p);
+}
+
+TensorList formula_grads(const TensorList& in, const BackwardPlan& p) {
+  const Tensor& x = in[0];
+  const Tensor centered = x - mean(x, p.dims, true);
+  const Tensor rstd = rsqrt(mean(centered * centered, p.dims, true) + p.eps);
+  return grads_from(in, centered * rstd, rstd, p);
+}
+
+}  // namespace
 
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps) {
@@ -29,31 +66,19 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   const bool has_weight = weight.defined(), has_bias = bias.defined();
   record(OpId::layer_norm, inputs, r.out, saved,
          [dims, eps, has_weight, has_bias, normalized_shape](const BackwardArgs& a) -> TensorList {
-           const Tensor& g = a.grad;
-           const Tensor& x = a.saved[0];
-           Tensor x_hat, rstd;
-           if (GradMode::is_enabled()) {
-             const Tensor centered = x - mean(x, dims, true);
-             rstd = rsqrt(mean(centered * centered, dims, true) + eps);
-             x_hat = centered * rstd;
-           } else {
-             rstd = a.saved[2];
-             x_hat = (x - a.saved[1]) * rstd;
-           }
-           TensorList grads;
-           if (a.needs_input(0)) {
-             const Tensor g_hat = has_weight ? g * a.saved[3] : g;
-             grads.push_back((g_hat - mean(g_hat, dims, true) - x_hat * mean(g_hat * x_hat, dims, true)) * rstd);
-           } else {
-             grads.emplace_back();
-           }
-           std::size_t next = 1;
-           if (has_weight) {
-             grads.push_back(a.needs_input(next) ? sum_to(g * x_hat, normalized_shape) : Tensor());
-             ++next;
-           }
-           if (has_bias) grads.push_back(a.needs_input(next) ? sum_to(g, normalized_shape) : Tensor());
-           return grads;
+           const std::size_t bias_input = has_weight ? 2 : 1;
+           const BackwardPlan plan{dims,
+                                   normalized_shape,
+                                   eps,
+                                   has_weight,
+                                   a.needs_input(0),
+                                   has_weight && a.needs_input(1),
+                                   has_bias && a.needs_input(bias_input)};
+           TensorList in{a.saved[0], a.grad, a.saved[1], a.saved[2]};
+           if (has_weight) in.push_back(a.saved[3]);
+           return to_needed_inputs(a, fused_backward(
+               "layer_norm backward", in, [plan](const TensorList& args) { return kernel_grads(args, plan); },
+               [plan](const TensorList& args) { return formula_grads(args, plan); }));
          });
   return r.out;
 }

@@ -1,9 +1,9 @@
 // softmax and log_softmax: fused forward kernels whose backward formulas are written in
-// differentiable ops (so double backward through attention and cross-entropy works). A
-// first-order backward (nothing recorded) computes the same formula in one fused kernel; a
-// recorded one (create_graph) uses the ops, so that it can be differentiated in turn.
+// differentiable ops (so double backward through attention and cross-entropy works). The
+// backward's values come from one fused kernel; when it is recorded (create_graph), their
+// derivatives come from the ops (fused_backward.h).
 #include "../tensor/kernels.h"
-#include "grad_mode.h"
+#include "fused_backward.h"
 #include "ops.h"
 #include "record.h"
 
@@ -14,10 +14,11 @@ Tensor softmax(const Tensor& x, int64_t dim_in) {
   const int dim = wrap_dim("softmax", dim_in, x.dim());
   Tensor y = kernels::softmax(x, dim, /*log=*/false);
   if (should_record(x))
-    record(OpId::softmax, {x}, y, {y}, [dim](const BackwardArgs& g) -> TensorList {
-      const Tensor& y = g.saved[0];
-      if (!GradMode::is_enabled()) return {kernels::softmax_backward(y, g.grad, dim, /*log=*/false)};
-      return {y * (g.grad - sum(g.grad * y, {dim}, true))};
+    record(OpId::softmax, {x}, y, {y}, [dim](const BackwardArgs& a) -> TensorList {
+      return fused_backward(
+          "softmax backward", {a.saved[0], a.grad},
+          [dim](const TensorList& in) -> TensorList { return {kernels::softmax_backward(in[0], in[1], dim, false)}; },
+          [dim](const TensorList& in) -> TensorList { return {in[0] * (in[1] - sum(in[1] * in[0], {dim}, true))}; });
     });
   return y;
 }
@@ -27,9 +28,11 @@ Tensor log_softmax(const Tensor& x, int64_t dim_in) {
   const int dim = wrap_dim("log_softmax", dim_in, x.dim());
   Tensor y = kernels::softmax(x, dim, /*log=*/true);
   if (should_record(x))
-    record(OpId::log_softmax, {x}, y, {y}, [dim](const BackwardArgs& g) -> TensorList {
-      if (!GradMode::is_enabled()) return {kernels::softmax_backward(g.saved[0], g.grad, dim, /*log=*/true)};
-      return {g.grad - exp(g.saved[0]) * sum(g.grad, {dim}, true)};
+    record(OpId::log_softmax, {x}, y, {y}, [dim](const BackwardArgs& a) -> TensorList {
+      return fused_backward(
+          "log_softmax backward", {a.saved[0], a.grad},
+          [dim](const TensorList& in) -> TensorList { return {kernels::softmax_backward(in[0], in[1], dim, true)}; },
+          [dim](const TensorList& in) -> TensorList { return {in[1] - exp(in[0]) * sum(in[1], {dim}, true)}; });
     });
   return y;
 }

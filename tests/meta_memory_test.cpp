@@ -17,6 +17,7 @@
 #include "../nn/losses.h"
 #include "../nn/mlp.h"
 #include "../nn/sequential.h"
+#include "../nn/transformer.h"
 #include "../tensor/memory_stats.h"
 #include "check_error.h"
 #include "meta_test_util.h"
@@ -202,6 +203,41 @@ TEST_SUITE("meta.memory") {
     REQUIRE(bn);
     CHECK(bn->inner_step() == steps);  // as adapt() left it, not the step recomputed last
     CHECK(b.at("1.num_batches_tracked").to_vector() == std::vector<double>{1, 1, 1, 1});
+  }
+
+  TEST_CASE("a transformer layer (LayerNorm, attention's softmax, cross-entropy) through checkpointed steps") {
+    // Each fused op's first-order backward and its recorded one must give the same bits: a
+    // checkpointed step runs the first without a graph and recomputes with one.
+    for (bool norm_first : {false, true}) {
+      INFO("norm_first = ", norm_first);
+      Generator gen(60);
+      auto model = std::make_shared<nn::Sequential>();
+      model->push_back(std::make_shared<nn::TransformerEncoderLayer>(
+          nn::TransformerLayerOptions{
+              .d_model = 4, .nhead = 2, .dim_feedforward = 8, .dropout = 0.0, .norm_first = norm_first},
+          &gen));
+      model->push_back(std::make_shared<nn::Flatten>());
+      model->push_back(std::make_shared<nn::Linear>(3 * 4, 3, true, &gen));
+      model->to(kFloat64);
+      meta::Task task;
+      task.support_x = randn({6, 3, 4}, kFloat64, kCPU, &gen);
+      task.support_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2}, {6});
+      task.query_x = randn({6, 3, 4}, kFloat64, kCPU, &gen);
+      task.query_y = tensor(std::vector<int64_t>{2, 1, 0, 2, 1, 0}, {6});
+      meta::MamlOptions options;
+      options.inner = {.steps = 3, .lr = 0.3};
+      TensorDict params = fresh_leaves(model->named_parameters());
+      auto ce = [](const Tensor& logits, const Tensor& y) { return nn::cross_entropy(logits, y); };
+      auto meta_grad = [&] {
+        Tensor loss = meta::maml_task_loss(*model, params, task, ce, options).query_loss;
+        return flatten(grad({loss}, params.values()));
+      };
+      const std::vector<double> want = meta_grad();
+      options.inner.checkpoint = true;
+      const std::vector<double> got = meta_grad();
+      CHECK(all_finite(want));
+      CHECK(max_relative_error(got, want) < 1e-12);
+    }
   }
 
   TEST_CASE("Dropout in the inner loop: recomputed steps replay the forward's masks") {
