@@ -46,33 +46,42 @@ void max_pool_plane(const T* plane, int64_t height, int64_t width, const Window2
   }
 }
 
-// The 2x2 stride-2 window over a plane of even width (W = 2 * ow): first the best of each
-// horizontal pair along the flattened rows (a row's first maximum wins ties), then the best of
-// each vertical pair of those (the top one wins ties): the first maximum in row-major window
-// order, as the general loop finds it. Plain loops that each ISA's clone vectorises (GCC lowers
-// explicit 16-lane shuffles for the baseline before it clones, which left them scalar). pair and
-// pair_col hold 2 * oh * ow entries.
-MG_VECTORIZE void max_pool_plane_2x2_f32(const float* plane, int64_t oh, int64_t ow, float* out, int64_t* indices,
-                                         float* pair, int32_t* pair_col) {
-  const int64_t pairs = 2 * oh * ow;
+// The 2x2 stride-2 window over planes of even width (W = 2 * ow): first the best of each
+// horizontal pair along the flattened rows of all the planes (a row's first maximum wins ties),
+// then, per plane, the best of each pair of vertically adjacent pairs along the flattened rows
+// (the top one wins ties), of which the rows that start a window are copied out: the first
+// maximum in row-major window order, as the general loop finds it. Every loop runs over a whole
+// plane or more: one pass per output row (7 or 14 lanes in conv4) ran mostly in the scalar
+// epilogue, at 2-4x the time. Plain loops that each ISA's clone vectorises (GCC lowers explicit
+// 16-lane shuffles for the baseline before it clones, which left them scalar).
+struct Pool2x2Scratch {
+  std::vector<float> pair, best;  // planes * height * ow; height * ow
+  std::vector<int32_t> pair_col;  // planes * height * ow
+  std::vector<int64_t> at;        // height * ow
+};
+
+MG_VECTORIZE void max_pool_planes_2x2_f32(const float* in, int64_t planes, int64_t height, int64_t ow, float* out,
+                                          int64_t* indices, float* pair, int32_t* pair_col, float* best, int64_t* at) {
+  const int64_t pairs = planes * height * ow;
   for (int64_t k = 0; k < pairs; ++k) {
-    const float left = plane[2 * k], right = plane[2 * k + 1];
+    const float left = in[2 * k], right = in[2 * k + 1];
     const bool right_wins = beats(right, left);
     pair[k] = right_wins ? right : left;
     pair_col[k] = right_wins;
   }
-  const int64_t width = 2 * ow;
-  for (int64_t oy = 0; oy < oh; ++oy) {
-    const float* top = pair + 2 * oy * ow;
-    const float* bottom = top + ow;
-    const int32_t* top_col = pair_col + 2 * oy * ow;
-    const int32_t* bottom_col = top_col + ow;
-    float* o = out + oy * ow;
-    int64_t* at = indices + oy * ow;
-    for (int64_t ox = 0; ox < ow; ++ox) {
-      const bool bottom_wins = beats(bottom[ox], top[ox]);
-      o[ox] = bottom_wins ? bottom[ox] : top[ox];
-      at[ox] = (2 * oy + bottom_wins) * width + 2 * ox + (bottom_wins ? bottom_col[ox] : top_col[ox]);
+  const int64_t width = 2 * ow, oh = height / 2, per_plane = height * ow, below = per_plane - ow;
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* top = pair + p * per_plane;
+    const int32_t* col = pair_col + p * per_plane;
+    // k = y * ow + ox: the window's top-left element is at 2k in the plane.
+    for (int64_t k = 0; k < below; ++k) {
+      const bool bottom_wins = beats(top[k + ow], top[k]);
+      best[k] = bottom_wins ? top[k + ow] : top[k];
+      at[k] = 2 * k + (bottom_wins ? width + col[k + ow] : col[k]);
+    }
+    for (int64_t oy = 0; oy < oh; ++oy) {
+      std::copy_n(best + 2 * oy * ow, ow, out + (p * oh + oy) * ow);
+      std::copy_n(at + 2 * oy * ow, ow, indices + (p * oh + oy) * ow);
     }
   }
 }
@@ -94,17 +103,25 @@ void max_pool2d(const Tensor& x, const Window2d& window, const Tensor& out, cons
     T* o = out.data_ptr<T>();
     int64_t* at = indices.data_ptr<int64_t>();
     parallel_for(planes, height * width, [&](int64_t begin, int64_t end) {
-      std::vector<float> pair;
-      std::vector<int32_t> pair_col;
-      if (std::is_same_v<T, float> && plain) pair.resize(2 * oh * ow), pair_col.resize(2 * oh * ow);
+      if constexpr (std::is_same_v<T, float>) {
+        if (plain) {
+          // Planes in groups whose scratch stays in L2.
+          const int64_t group = std::max<int64_t>(1, (16 << 10) / std::max<int64_t>(1, height * ow));
+          Pool2x2Scratch s;
+          s.pair.resize(group * height * ow);
+          s.pair_col.resize(group * height * ow);
+          s.best.resize(height * ow);
+          s.at.resize(height * ow);
+          for (int64_t p = begin; p < end; p += group) {
+            const int64_t count = std::min(group, end - p);
+            max_pool_planes_2x2_f32(in + p * height * width, count, height, ow, o + p * oh * ow, at + p * oh * ow,
+                                    s.pair.data(), s.pair_col.data(), s.best.data(), s.at.data());
+          }
+          return;
+        }
+      }
       for (int64_t p = begin; p < end; ++p) {
         const T* plane = in + p * height * width;
-        if constexpr (std::is_same_v<T, float>) {
-          if (plain) {
-            max_pool_plane_2x2_f32(plane, oh, ow, o + p * oh * ow, at + p * oh * ow, pair.data(), pair_col.data());
-            continue;
-          }
-        }
         max_pool_plane(plane, height, width, window, oh, ow, o + p * oh * ow, at + p * oh * ow);
       }
     });
