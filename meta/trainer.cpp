@@ -163,8 +163,13 @@ Trainer::Trainer(nn::Module& model, TaskSampler& train_sampler, const TaskSample
   MG_CHECK(config_.batching != Batching::TaskBatched || maml_family,
            "Trainer: task-batched meta-batches are for the MAML family (maml, fomaml, metasgd, anil), not '",
            algorithm_name(config_.algorithm), "'");
-  task_batched_ = config_.batching == Batching::TaskBatched || (config_.batching == Batching::Auto && maml_family &&
-                                                                !config_.checkpoint_inner && !has_convolution(model_));
+  device_ = model_.device();
+  // Auto batches where it was measured to pay (bench/RESULTS.md): not for convolutions, and not
+  // where the loop would put its tasks on threads (a model big enough for that, several threads),
+  // which was the faster of the two there (W-tf on 2 threads); on one thread batching is.
+  task_batched_ = config_.batching == Batching::TaskBatched ||
+                  (config_.batching == Batching::Auto && maml_family && !config_.checkpoint_inner &&
+                   !has_convolution(model_) && task_threads(config_.meta_batch) <= 1);
   MG_CHECK(config_.meta_batch >= 1, "Trainer: meta_batch must be >= 1, got ", config_.meta_batch);
   MG_CHECK(config_.inner_steps >= 0, "Trainer: inner_steps must be >= 0, got ", config_.inner_steps);
   MG_CHECK(config_.iterations >= 0, "Trainer: iterations must be >= 0, got ", config_.iterations);
@@ -202,7 +207,6 @@ Trainer::Trainer(nn::Module& model, TaskSampler& train_sampler, const TaskSample
   }
   optimizer_ = std::make_unique<nn::Adam>(outer, nn::AdamOptions{.lr = config_.outer_lr});
 
-  device_ = model_.device();
   if (config_.device_graph) {
     MG_CHECK(device_.is_cuda(), "Trainer: device graphs need a model on a CUDA device; this one is on ", device_);
     MG_CHECK(task_batched_, "Trainer: device graphs record the task-batched step of the MAML family (maml, fomaml, ",

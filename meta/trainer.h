@@ -52,8 +52,9 @@ struct TrainerConfig {
   // How a MAML-family meta-batch runs: as a loop over its tasks, or as one task-batched
   // computation (per-task weights [T, ...], batched GEMMs; meta/task_batched.h), with the same
   // meta-gradient up to rounding and all tasks' graphs alive at once. Auto batches where it was
-  // measured to pay (models without convolutions: bench/RESULTS.md) unless the inner loop is
-  // checkpointed; the other algorithms always loop.
+  // measured to pay (bench/RESULTS.md): models without convolutions, unless the inner loop is
+  // checkpointed or the loop would run its tasks on threads (task_threads below); the other
+  // algorithms always loop.
   Batching batching = Batching::Looped;
   // Whether a looped meta-batch (and evaluation) runs its tasks on OpenMP threads, one task per
   // thread (meta/task_parallel.h): the same result to the bit, with as many task graphs alive as
