@@ -88,11 +88,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d 
              " must have the input's dtype and device (", describe(x), ")");
   }
   const Window2d w = make_window("conv2d", {weight.size(2), weight.size(3)}, stride, padding, dilation);
-  Tensor out = kernels::conv2d(x, weight, w);
-  if (bias.defined()) {
-    const Tensor per_channel = Tensor::make_view(bias, {o, 1, 1}, {bias.stride(0), 0, 0}, bias.offset());
-    out = kernels::binary(BinaryOp::Add, out, per_channel);
-  }
+  Tensor out = kernels::conv2d(x, weight, bias, w);
   const TensorList inputs = defined_only({x, weight, bias});
   if (!should_record_list(inputs)) return out;
 

@@ -131,9 +131,11 @@ Tensor max_unpool2d(const Tensor& x, const Tensor& indices, int64_t height, int6
 
 // Convolution (cross-correlation) as im2col + GEMM, a group of images at a time so that at most
 // about column_bytes of im2col columns exist at once (kernels_conv.cpp; one image per group when
-// a single image's columns exceed it). x [N,C,H,W], weight [O,C,kh,kw] -> [N,O,oh,ow], no bias.
+// a single image's columns exceed it). x [N,C,H,W], weight [O,C,kh,kw] -> [N,O,oh,ow], plus bias [O]
+// per channel when defined (added to each group's output while it is in cache).
 inline constexpr int64_t kConvColumnBytes = int64_t{8} << 20;
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Window2d& window, int64_t column_bytes = kConvColumnBytes);
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Window2d& window,
+              int64_t column_bytes = kConvColumnBytes);
 // Its gradients for an output gradient grad [N,O,oh,ow]: the input's [N,C,height,width] (W^T grad,
 // folded) and the weight's [O,C,kh,kw] (grad times the input's columns, summed over the images).
 Tensor conv2d_input_grad(const Tensor& grad, const Tensor& weight, int64_t height, int64_t width,

@@ -65,11 +65,14 @@ Tensor flipped_transposed(const Tensor& weight) {
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Window2d& window, int64_t column_bytes) {
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Window2d& window, int64_t column_bytes) {
   check_conv_operands("conv2d", x, "input", weight, window);
   const int64_t n = x.shape()[0], c = x.shape()[1], o = weight.shape()[0];
   MG_CHECK(weight.shape()[1] == c, "conv2d: input ", describe(x), " has ", c, " channels but weight ", describe(weight),
            " expects ", weight.shape()[1]);
+  MG_CHECK(!bias.defined() || (bias.dim() == 1 && bias.shape()[0] == o && bias.dtype() == x.dtype() &&
+                               bias.device() == x.device()),
+           "conv2d: bias ", describe(bias), " must be [", o, "] with the input's dtype and device (", describe(x), ")");
   const int64_t oh = window.out_h(x.shape()[2]), ow = window.out_w(x.shape()[3]);
   const int64_t rows = c * window.kh * window.kw, length = oh * ow;
   Tensor out = Tensor::empty({n, o, oh, ow}, x.dtype(), x.device());
@@ -85,6 +88,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Window2d& window, int
     } else if (dst.numel() > 0) {  // [O, rows] @ [rows, L] for each image, the weight broadcast over the group
       backend(dst).matmul(Tensor::make_view(w, {count, o, rows}, {0, rows, 1}, w.offset()), cols, dst);
     }
+    // The bias goes on while the group's output is still in cache.
+    if (bias.defined() && dst.numel() > 0)
+      backend(dst).binary(BinaryOp::Add, dst,
+                          Tensor::make_view(bias, {count, o, length}, {0, bias.strides()[0], 0}, bias.offset()), dst);
     begin += group;
   } while (begin < n);
   return out;
@@ -110,7 +117,7 @@ Tensor conv2d_input_grad(const Tensor& grad, const Tensor& weight, int64_t heigh
   // shifted copy per row) and a GEMM, where W^T grad followed by col2im would scatter-add every
   // column back.
   if (grad.device().is_cpu() && window.sh == 1 && window.sw == 1 && oh == height && ow == width)
-    return conv2d(grad, flipped_transposed(weight), window, column_bytes);
+    return conv2d(grad, flipped_transposed(weight), Tensor(), window, column_bytes);
   const Tensor w = view_as(contiguous(weight), {1, o, rows});
   const Tensor g = view_as(contiguous(grad), {n, o, length});
   const int64_t group = group_size(n, rows, length, grad.dtype(), column_bytes);

@@ -312,7 +312,10 @@ TEST_SUITE("nn.conv") {
     const int64_t image_bytes = rows * oh * ow * 8;
     for (int64_t budget : {int64_t{1}, 3 * image_bytes, kernels::kConvColumnBytes}) {
       INFO("column bytes " << budget);
-      CHECK(max_abs(kernels::conv2d(x, weight, w, budget) - out) < 1e-12);
+      CHECK(max_abs(kernels::conv2d(x, weight, Tensor(), w, budget) - out) < 1e-12);
+      // The bias, added a group at a time, per output channel.
+      const Tensor bias = N({4}, 23);
+      CHECK(max_abs(kernels::conv2d(x, weight, bias, w, budget) - (out + bias.reshape({4, 1, 1}))) < 1e-12);
       CHECK(max_abs(kernels::conv2d_input_grad(g, weight, 9, 8, w, budget) - dx) < 1e-12);
       CHECK(max_abs(kernels::conv2d_weight_grad(g, x, w, budget) - dweight) < 1e-12);
     }
