@@ -18,6 +18,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
       Tensor grad = g.grad;
       if (a.dim() == 1) grad = unsqueeze(grad, grad.dim() - (b.dim() == 1 ? 0 : 1));
       if (b.dim() == 1) grad = unsqueeze(grad, grad.dim());
+      // A batched grad that arrives as a view (attention's heads, from the merge's transpose) is
+      // copied once here, not by each of the two products.
+      if (g.needs_input(0) && g.needs_input(1) && grad.dim() >= 4 && !grad.is_contiguous()) grad = contiguous(grad);
       Tensor ga, gb;
       if (g.needs_input(0)) ga = reshape(sum_to(matmul(grad, transpose(b2, -1, -2)), a2.shape()), a.shape());
       if (g.needs_input(1)) gb = reshape(sum_to(matmul(transpose(a2, -1, -2), grad), b2.shape()), b.shape());

@@ -125,7 +125,9 @@ MultiHeadAttentionOutput multi_head_attention_forward(const Tensor& query, const
     }
   }
   auto heads = [&](const Tensor& t, int64_t len) { return transpose(reshape(t, {B, len, H, D}), 1, 2); };
-  q = heads(q, L), k = heads(k, S), v = heads(v, S);
+  // k and v are copied out of the projection's output once, so that neither the products nor
+  // their backward copy them again (q is scaled first, which makes it contiguous).
+  q = heads(q, L), k = contiguous(heads(k, S)), v = contiguous(heads(v, S));
 
   MaskParts parts;
   if (masks.attn_mask.defined()) {
