@@ -11,11 +11,9 @@ TensorList fused_backward(const std::string& name, const TensorList& inputs, Bac
   // The checkpoint calls the function at once with recording off (the kernel's values), and again
   // with it on when backward reaches it (the formula's graph). The two differ in the last bits by
   // design, so they are not compared.
-  return checkpoint(
-      [kernel = std::move(kernel), formula = std::move(formula)](const TensorList& in) {
-        return GradMode::is_enabled() ? formula(in) : kernel(in);
-      },
-      inputs, {.name = name, .check_recomputation = false, .replay_random = false});
+  return checkpoint([kernel = std::move(kernel), formula = std::move(formula)](
+                        const TensorList& in) { return GradMode::is_enabled() ? formula(in) : kernel(in); },
+                    inputs, {.name = name, .check_recomputation = false, .replay_random = false});
 }
 
 TensorList to_needed_inputs(const BackwardArgs& a, const TensorList& computed) {

@@ -73,9 +73,10 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
                                    has_bias && a.needs_input(bias_input)};
            TensorList in{a.saved[0], a.grad, a.saved[1], a.saved[2]};
            if (has_weight) in.push_back(a.saved[3]);
-           return to_needed_inputs(a, fused_backward(
-               "batch_norm backward", in, [plan](const TensorList& args) { return kernel_grads(args, plan); },
-               [plan](const TensorList& args) { return formula_grads(args, plan); }));
+           return to_needed_inputs(
+               a, fused_backward(
+                      "batch_norm backward", in, [plan](const TensorList& args) { return kernel_grads(args, plan); },
+                      [plan](const TensorList& args) { return formula_grads(args, plan); }));
          });
   return r.out;
 }

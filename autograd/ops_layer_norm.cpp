@@ -76,9 +76,10 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
                                    has_bias && a.needs_input(bias_input)};
            TensorList in{a.saved[0], a.grad, a.saved[1], a.saved[2]};
            if (has_weight) in.push_back(a.saved[3]);
-           return to_needed_inputs(a, fused_backward(
-               "layer_norm backward", in, [plan](const TensorList& args) { return kernel_grads(args, plan); },
-               [plan](const TensorList& args) { return formula_grads(args, plan); }));
+           return to_needed_inputs(
+               a, fused_backward(
+                      "layer_norm backward", in, [plan](const TensorList& args) { return kernel_grads(args, plan); },
+                      [plan](const TensorList& args) { return formula_grads(args, plan); }));
          });
   return r.out;
 }

@@ -70,8 +70,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const W
   const int64_t n = x.shape()[0], c = x.shape()[1], o = weight.shape()[0];
   MG_CHECK(weight.shape()[1] == c, "conv2d: input ", describe(x), " has ", c, " channels but weight ", describe(weight),
            " expects ", weight.shape()[1]);
-  MG_CHECK(!bias.defined() || (bias.dim() == 1 && bias.shape()[0] == o && bias.dtype() == x.dtype() &&
-                               bias.device() == x.device()),
+  MG_CHECK(!bias.defined() ||
+               (bias.dim() == 1 && bias.shape()[0] == o && bias.dtype() == x.dtype() && bias.device() == x.device()),
            "conv2d: bias ", describe(bias), " must be [", o, "] with the input's dtype and device (", describe(x), ")");
   const int64_t oh = window.out_h(x.shape()[2]), ow = window.out_w(x.shape()[3]);
   const int64_t rows = c * window.kh * window.kw, length = oh * ow;
