@@ -135,18 +135,34 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d 
 
 namespace {
 
+Tensor unpool(const Tensor& x, const Tensor& indices, int64_t height, int64_t width, bool check_range);
+
+// The adjoint of unpool: each plane of g [N,C,height,width] read at indices [N,C,oh,ow], which
+// were checked (or made by max_pool2d) on the way in, so no host reads them again: a captured
+// device graph could not. A gather, recorded as one; its backward is unpool again.
+Tensor pick(const Tensor& g, const Tensor& indices) {
+  const int64_t n = indices.size(0), c = indices.size(1), height = g.size(2), width = g.size(3);
+  auto view = [](const Tensor& t, const Shape& shape) {  // t contiguous
+    return Tensor::make_view(t, shape, contiguous_strides(shape), t.offset());
+  };
+  const Tensor planes = kernels::contiguous(g.detach()), at = kernels::contiguous(indices);
+  const Tensor flat = kernels::gather(view(planes, {n, c, height * width}), 2,
+                                      view(at, {n, c, indices.size(2) * indices.size(3)}), /*check_range=*/false);
+  Tensor out = view(flat, indices.shape());
+  if (should_record(g))
+    record(OpId::gather, {g}, out, {indices}, [height, width](const BackwardArgs& a) -> TensorList {
+      return {unpool(a.grad, a.saved[0], height, width, false)};
+    });
+  return out;
+}
+
 // Places x at its positions in zeros [N,C,height,width]; indices are trusted when they come from
 // max_pool2d. Recorded, its backward gathers the gradient back from the same positions.
 Tensor unpool(const Tensor& x, const Tensor& indices, int64_t height, int64_t width, bool check_range) {
   Tensor out = kernels::max_unpool2d(x, indices, height, width, check_range);
   if (should_record(x))
-    record(OpId::max_unpool2d, {x}, out, {indices}, [](const BackwardArgs& a) -> TensorList {
-      const Tensor& at = a.saved[0];
-      const int64_t n = at.size(0), c = at.size(1);
-      const Tensor picked = gather(reshape(a.grad, {n, c, a.grad.size(2) * a.grad.size(3)}), 2,
-                                   reshape(at, {n, c, at.size(2) * at.size(3)}));
-      return {reshape(picked, at.shape())};
-    });
+    record(OpId::max_unpool2d, {x}, out, {indices},
+           [](const BackwardArgs& a) -> TensorList { return {pick(a.grad, a.saved[0])}; });
   return out;
 }
 

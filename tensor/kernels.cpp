@@ -428,7 +428,7 @@ Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor
   return out;
 }
 
-Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index, bool check_range) {
   check_defined("gather", x);
   check_index_tensor("gather", index, x);
   MG_CHECK(index.dim() == x.dim(), "gather: index has ", index.dim(), " dims but input has ", x.dim());
@@ -437,7 +437,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
     MG_CHECK(i == d || index.shape()[i] <= x.shape()[i], "gather: index shape ", shape_str(index.shape()),
              " is larger than input shape ", shape_str(x.shape()), " at dim ", i);
   const Tensor x1 = at_least_1d(x);
-  check_index_range("gather", index, x1.shape()[d], d);
+  if (check_range) check_index_range("gather", index, x1.shape()[d], d);
   Tensor out = Tensor::empty(index.shape(), x.dtype(), x.device());
   if (out.numel() > 0) backend(out).gather(x1, d, at_least_1d(index), at_least_1d(out));
   return out;

@@ -102,7 +102,9 @@ void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, c
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
 // Returns x with src added at rows index along dim (out of place).
 Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
-Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+// check_range reads the indices on the host and throws for one outside x's dim; indices an op
+// made itself (max-pooling's positions) need no check.
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index, bool check_range = true);
 // Returns x with src scattered-added at index along dim (out of place).
 Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
 
