@@ -606,6 +606,12 @@ TEST_CASE("binary ops against reference with broadcasting") {
   for (size_t i = 0; i < v.size(); ++i) want[i] = v[i] * 2.0, want2[i] = 2.0 - v[i];
   check_close(k::binary(BinaryOp::Mul, x, two).to_vector(), want, 0);
   check_close(k::binary(BinaryOp::Sub, two, x).to_vector(), want2, 0);
+  // Both operands broadcast along the run: an expanded column and a scalar (mean's backward).
+  for (DType dt : {kFloat32, kFloat64}) {
+    const Tensor col = make({1, 2, 3}, {3, 1}, dt).expand({3, 4});
+    check_close(k::binary(BinaryOp::Div, col, scalar(2.0, dt)).to_vector(),
+                {0.5, 0.5, 0.5, 0.5, 1, 1, 1, 1, 1.5, 1.5, 1.5, 1.5}, 0);
+  }
 }
 
 TEST_CASE("binary op errors") {

@@ -1,6 +1,7 @@
 // Elementwise CPU kernels: copy (with dtype conversion), fill, arange, unary, binary, where.
 // Every one is a strided loop (strided_loop.h) whose inner run has a dense fast path that the
 // compiler vectorises.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -306,6 +307,9 @@ void binary_typed(const Tensor& a, const Tensor& b, const Tensor& out) {
           } else if (s[0] == e && s[1] == 0 && s[2] == e) {
             const T xv = *x;
             for (int64_t i = 0; i < n; ++i) o[i] = binary_fn<Op>(xv, y[i]);
+          } else if (s[0] == e && s[1] == 0 && s[2] == 0) {
+            // Both broadcast along the run (mean's backward: the reduced gradient over the count).
+            std::fill(o, o + n, binary_fn<Op>(*x, *y));
           } else {
             for (int64_t i = 0; i < n; ++i)
               *at<T>(p[0], i * s[0]) = binary_fn<Op>(*at<T>(p[1], i * s[1]), *at<T>(p[2], i * s[2]));
