@@ -7,6 +7,7 @@
 // sees how they depend on x: the kernel's statistics are constants of the tape.
 #include "../tensor/kernels.h"
 #include "fused_backward.h"
+#include "normalization_backward.h"
 #include "ops.h"
 #include "record.h"
 
@@ -22,14 +23,15 @@ Tensor per_channel(const Tensor& t) {
 struct BackwardPlan {
   std::vector<int64_t> dims;
   double eps;
-  bool has_weight, need_x, need_weight, need_bias;
+  bool has_weight;
+  NormalizationNeeds need;
 };
 
 // The gradients of the inputs that need one, in input order (x, weight, bias), from
 // in = (x, grad, mean, rstd[, weight]): by the fused kernel, or by the formula in ops.
 TensorList kernel_grads(const TensorList& in, const BackwardPlan& p) {
   kernels::BatchNormGrads g = kernels::batch_norm_backward(in[0], in[1], in[2], in[3], p.has_weight ? in[4] : Tensor(),
-                                                           p.need_x, p.need_weight, p.need_bias);
+                                                           p.need.x, p.need.weight, p.need.bias);
   TensorList out;
   for (const Tensor* t : {&g.x, &g.weight, &g.bias})
     if (t->defined()) out.push_back(*t);
@@ -42,12 +44,12 @@ TensorList formula_grads(const TensorList& in, const BackwardPlan& p) {
   const Tensor rstd = rsqrt(mean(centered * centered, p.dims, true) + p.eps);
   const Tensor x_hat = centered * rstd;
   TensorList out;
-  if (p.need_x) {
+  if (p.need.x) {
     const Tensor g_hat = p.has_weight ? g * per_channel(in[4]) : g;
     out.push_back((g_hat - mean(g_hat, p.dims, true) - x_hat * mean(g_hat * x_hat, p.dims, true)) * rstd);
   }
-  if (p.need_weight) out.push_back(reshape(sum(g * x_hat, p.dims), in[2].shape()));
-  if (p.need_bias) out.push_back(reshape(sum(g, p.dims), in[2].shape()));
+  if (p.need.weight) out.push_back(reshape(sum(g * x_hat, p.dims), in[2].shape()));
+  if (p.need.bias) out.push_back(reshape(sum(g, p.dims), in[2].shape()));
   return out;
 }
 
@@ -64,15 +66,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   const bool has_weight = weight.defined(), has_bias = bias.defined();
   record(OpId::batch_norm, inputs, r.out, saved,
          [dims, eps, has_weight, has_bias](const BackwardArgs& a) -> TensorList {
-           const std::size_t bias_input = has_weight ? 2 : 1;
-           const BackwardPlan plan{dims,
-                                   eps,
-                                   has_weight,
-                                   a.needs_input(0),
-                                   has_weight && a.needs_input(1),
-                                   has_bias && a.needs_input(bias_input)};
-           TensorList in{a.saved[0], a.grad, a.saved[1], a.saved[2]};
-           if (has_weight) in.push_back(a.saved[3]);
+           const BackwardPlan plan{dims, eps, has_weight, normalization_needs(a, has_weight, has_bias)};
+           const TensorList in = normalization_backward_inputs(a, has_weight);
            return to_needed_inputs(
                a, fused_backward(
                       "batch_norm backward", in, [plan](const TensorList& args) { return kernel_grads(args, plan); },

@@ -8,6 +8,7 @@
 // of the tape.
 #include "../tensor/kernels.h"
 #include "fused_backward.h"
+#include "normalization_backward.h"
 #include "ops.h"
 #include "record.h"
 
@@ -18,7 +19,8 @@ struct BackwardPlan {
   std::vector<int64_t> dims;
   Shape normalized_shape;
   double eps;
-  bool has_weight, need_x, need_weight, need_bias;
+  bool has_weight;
+  NormalizationNeeds need;
 };
 
 // The gradients of the inputs that need one, in input order (x, weight, bias), from
@@ -26,12 +28,12 @@ struct BackwardPlan {
 TensorList grads_from(const TensorList& in, const Tensor& x_hat, const Tensor& rstd, const BackwardPlan& p) {
   const Tensor& g = in[1];
   TensorList out;
-  if (p.need_x) {
+  if (p.need.x) {
     const Tensor g_hat = p.has_weight ? g * in[4] : g;
     out.push_back((g_hat - mean(g_hat, p.dims, true) - x_hat * mean(g_hat * x_hat, p.dims, true)) * rstd);
   }
-  if (p.need_weight) out.push_back(sum_to(g * x_hat, p.normalized_shape));
-  if (p.need_bias) out.push_back(sum_to(g, p.normalized_shape));
+  if (p.need.weight) out.push_back(sum_to(g * x_hat, p.normalized_shape));
+  if (p.need.bias) out.push_back(sum_to(g, p.normalized_shape));
   return out;
 }
 
@@ -64,23 +66,16 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   std::vector<int64_t> dims;
   for (int64_t d = x.dim() - k; d < x.dim(); ++d) dims.push_back(d);
   const bool has_weight = weight.defined(), has_bias = bias.defined();
-  record(OpId::layer_norm, inputs, r.out, saved,
-         [dims, eps, has_weight, has_bias, normalized_shape](const BackwardArgs& a) -> TensorList {
-           const std::size_t bias_input = has_weight ? 2 : 1;
-           const BackwardPlan plan{dims,
-                                   normalized_shape,
-                                   eps,
-                                   has_weight,
-                                   a.needs_input(0),
-                                   has_weight && a.needs_input(1),
-                                   has_bias && a.needs_input(bias_input)};
-           TensorList in{a.saved[0], a.grad, a.saved[1], a.saved[2]};
-           if (has_weight) in.push_back(a.saved[3]);
-           return to_needed_inputs(
-               a, fused_backward(
-                      "layer_norm backward", in, [plan](const TensorList& args) { return kernel_grads(args, plan); },
-                      [plan](const TensorList& args) { return formula_grads(args, plan); }));
-         });
+  record(
+      OpId::layer_norm, inputs, r.out, saved,
+      [dims, eps, has_weight, has_bias, normalized_shape](const BackwardArgs& a) -> TensorList {
+        const BackwardPlan plan{dims, normalized_shape, eps, has_weight, normalization_needs(a, has_weight, has_bias)};
+        const TensorList in = normalization_backward_inputs(a, has_weight);
+        return to_needed_inputs(
+            a, fused_backward(
+                   "layer_norm backward", in, [plan](const TensorList& args) { return kernel_grads(args, plan); },
+                   [plan](const TensorList& args) { return formula_grads(args, plan); }));
+      });
   return r.out;
 }
 
