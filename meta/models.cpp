@@ -53,8 +53,11 @@ class ConvBlock : public nn::Module {
   using nn::Module::forward;
   Tensor forward(const nn::Params& params, const Tensor& x) override {
     Tensor h = child("conv")->forward(params.sub("conv"), x);
-    h = relu(child("bn")->forward(params.sub("bn"), h));
-    return nn::functional::over_task_images(h, [](const Tensor& images) { return max_pool2d(images, 2); });
+    h = child("bn")->forward(params.sub("bn"), h);
+    // relu(max_pool(h)) is max_pool(relu(h)), the block's usual order (relu is monotone): the same
+    // values, and the same gradients of every order (zero wherever a window's maximum is not
+    // positive, either way), with relu and its backward on a quarter of the elements.
+    return relu(nn::functional::over_task_images(h, [](const Tensor& images) { return max_pool2d(images, 2); }));
   }
 };
 

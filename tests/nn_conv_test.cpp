@@ -407,6 +407,24 @@ TEST_SUITE("nn.conv") {
     }
   }
 
+  TEST_CASE("relu and 2x2 max-pooling commute: the same values and gradients in either order (Conv4's blocks)") {
+    // Windows all negative, with zeros, with ties, and ordinary ones.
+    Tensor x = N({2, 3, 6, 6}, 40);
+    std::vector<double> v = x.to_vector();
+    for (std::size_t i = 0; i < v.size(); i += 7) v[i] = 0.0;
+    for (std::size_t i = 0; i + 1 < v.size(); i += 11) v[i + 1] = v[i];
+    for (std::size_t i = 0; i < 4; ++i) v[i * 6] = v[i * 6 + 1] = -1.0 - static_cast<double>(i);
+    x = tensor(v, x.shape(), kFloat64).requires_grad_();
+    const Tensor w = N({2, 3, 3, 3}, 41).requires_grad_();
+    const Tensor pool_then_relu = relu(max_pool2d(x, 2)), relu_then_pool = max_pool2d(relu(x), 2);
+    CHECK(pool_then_relu.to_vector() == relu_then_pool.to_vector());
+    const Tensor g1 = grad({(pool_then_relu * w).sum()}, {x}, {}, {.create_graph = true})[0];
+    const Tensor g2 = grad({(relu_then_pool * w).sum()}, {x}, {}, {.create_graph = true})[0];
+    CHECK(g1.to_vector() == g2.to_vector());
+    const Tensor v2 = N({2, 3, 6, 6}, 42);
+    CHECK(grad({(g1 * v2).sum()}, {w})[0].to_vector() == grad({(g2 * v2).sum()}, {w})[0].to_vector());
+  }
+
   TEST_CASE("max_pool2d: the direct kernel against max over the unfolded windows") {
     // Reference: im2col with -inf padding, then the first maximum of each window (arg_reduce's
     // rule, NaN first). Values drawn from a few levels so that windows hold ties, with NaN and
