@@ -157,6 +157,26 @@ TEST_CASE("gemm across the cache blocks") {
   check_matmul(random({340, 520}, kFloat32, 9), random({520, 300}, kFloat32, 10));
 }
 
+TEST_CASE("gemm with a broadcast A packed once for the whole batch") {
+  // A batch-broadcast A (a convolution's weight over a group of images) is packed whole, once:
+  // rows past one mc block and depth past one kc block, one column block or several, 1 and 2
+  // threads (2 threads split the rows of 3 batches into chunks, each packed on its own).
+  GemmStateGuard threads;
+  for_each_kernel([] {
+    for (DType dtype : {kFloat32, kFloat64}) {
+      const Tensor a = random({150, 300}, dtype, 1).unsqueeze(0).expand({3, 150, 300});
+      const Tensor b = random({3, 300, 45}, dtype, 2);
+      const Tensor wide_b = random({2, 70, 4200}, dtype, 3);
+      const Tensor a_t = random({70, 9}, dtype, 4).transpose(0, 1).unsqueeze(0).expand({2, 9, 70});
+      for (int threads_used : {1, 2}) {
+        set_num_threads(threads_used);
+        check_matmul(a, b);
+        check_matmul(a_t, wide_b);
+      }
+    }
+  });
+}
+
 TEST_CASE("gemm gives the same bits on 1 and 2 threads") {
   for_each_kernel([] {
     for (DType dtype : {kFloat32, kFloat64}) {

@@ -37,6 +37,11 @@ namespace {
 // stay in L2 across the tiles: packing it would cost about as much as the product itself.
 constexpr int64_t kDirectBBytes = 128 << 10;
 
+// A broadcast A (batch stride 0, a convolution's weight over a group of images) up to this size
+// is packed whole, once per work item range, instead of once per batch entry and column block:
+// for a 3x3 convolution over a 3x3 or 7x7 image, packing the weight cost more than the product.
+constexpr int64_t kPackedWholeABytes = 1 << 20;
+
 const GemmKernels* kernels_named(std::string_view name) {
   if (name == "avx512") return gemm_kernels_avx512();
   if (name == "avx2") return gemm_kernels_avx2();
@@ -131,13 +136,19 @@ void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, i
   threads = std::min(threads, items);
 
   const bool direct_b = kr.direct_b && B.sc == 1 && k * n * static_cast<int64_t>(sizeof(T)) <= kDirectBBytes;
+  const int64_t padded_rows = row_tiles * MR;
+  const bool whole_a = A.sb == 0 && (sum_batch ? batch : batch * col_blocks) > 1 &&
+                       padded_rows * k * static_cast<int64_t>(sizeof(T)) <= kPackedWholeABytes;
 
   auto run = [&](int64_t begin, int64_t end) {
     T* bbuf = direct_b ? nullptr : t_pack_b.get<T>(KC * ceil_div(NC, NR) * NR);
-    T* abuf = t_pack_a.get<T>(KC * ceil_div(MC, MR) * MR);
+    T* abuf = t_pack_a.get<T>(whole_a ? padded_rows * k : KC * ceil_div(MC, MR) * MR);
     // A broadcast B (batch stride 0) is packed once for all the batches it serves.
     const T* packed_src = nullptr;
     int64_t packed_kc = 0, packed_nc = 0;
+    // With whole_a, the rows [r0, r1) of A as packed blocks: block (p0, i0) at
+    // p0 * (r1 - r0 rounded up to MR) + (i0 - r0) * kc.
+    int64_t packed_a_rows = -1;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t chunk = item % row_chunks;
       const int64_t jb = (item / row_chunks) % col_blocks;
@@ -146,6 +157,15 @@ void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, i
       const int64_t r1 = std::min(m, row_tiles * (chunk + 1) / row_chunks * MR);
       const int64_t j0 = jb * NC;
       const int64_t nc = std::min(NC, n - j0);
+      const int64_t chunk_rows = ceil_div(r1 - r0, MR) * MR;
+      if (whole_a && packed_a_rows != r0) {
+        const T* a = reinterpret_cast<const T*>(A.base);
+        for (int64_t p0 = 0; p0 < k; p0 += KC)
+          for (int64_t i0 = r0; i0 < r1; i0 += MC)
+            kr.pack_a(a + i0 * A.sr + p0 * A.sc, A.sr, A.sc, std::min(MC, r1 - i0), std::min(KC, k - p0),
+                      abuf + p0 * chunk_rows + (i0 - r0) * std::min(KC, k - p0));
+        packed_a_rows = r0;
+      }
       for (int64_t bi = first; bi < (sum_batch ? batch : first + 1); ++bi) {
         const T* a = reinterpret_cast<const T*>(A.base) + bi * A.sb;
         const T* b = reinterpret_cast<const T*>(B.base) + bi * B.sb;
@@ -161,14 +181,15 @@ void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, i
           }
           for (int64_t i0 = r0; i0 < r1; i0 += MC) {
             const int64_t mc = std::min(MC, r1 - i0);
-            kr.pack_a(a + i0 * A.sr + p0 * A.sc, A.sr, A.sc, mc, kc, abuf);
+            const T* ap = abuf + (whole_a ? p0 * chunk_rows + (i0 - r0) * kc : 0);
+            if (!whole_a) kr.pack_a(a + i0 * A.sr + p0 * A.sc, A.sr, A.sc, mc, kc, abuf);
             const int64_t ldb = direct_b ? B.sr : NR;
             for (int64_t jr = 0; jr < nc; jr += NR) {
               const T* bp = direct_b ? bsrc + jr : bbuf + jr * kc;
               T* cj = c + i0 * n + j0 + jr;
               const int64_t nr = std::min(NR, nc - jr);
               for (int64_t ir = 0; ir < mc; ir += MR)
-                kr.tile(kc, abuf + ir * kc, bp, ldb, cj + ir * n, n, std::min(MR, mc - ir), nr, p0 > 0 || bi > first);
+                kr.tile(kc, ap + ir * kc, bp, ldb, cj + ir * n, n, std::min(MR, mc - ir), nr, p0 > 0 || bi > first);
             }
           }
         }
