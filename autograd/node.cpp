@@ -142,9 +142,13 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
   auto& meta = t.impl().autograd;
   if (!meta || !meta->requires_grad) return nullptr;
   if (meta->grad_fn) return meta->grad_fn;
-  if (auto existing = meta->accumulator.lock()) return existing;
+  std::weak_ptr<AccumulateGrad> seen = meta->accumulator.load(std::memory_order_acquire);
+  if (auto existing = seen.lock()) return existing;
   auto created = std::allocate_shared<AccumulateGrad>(PoolAllocator<AccumulateGrad>(), t.impl_ptr());
-  meta->accumulator = created;
+  // Publish it unless another thread got there first; then link to theirs.
+  while (!meta->accumulator.compare_exchange_weak(seen, created, std::memory_order_acq_rel)) {
+    if (auto theirs = seen.lock()) return theirs;
+  }
   return created;
 }
 

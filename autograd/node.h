@@ -2,6 +2,7 @@
 // The tape: a Node per recorded op, holding its backward formula, the tensors it saved and
 // edges to the nodes of its inputs. Tensors own the nodes that produced them (grad_fn), nodes
 // own the nodes of their inputs, so a tape lives exactly as long as a tensor that needs it.
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -129,10 +130,13 @@ struct AutogradMeta {
   bool requires_grad = false;
   std::shared_ptr<Node> grad_fn;  // null for leaves
   Tensor grad;
-  std::weak_ptr<AccumulateGrad> accumulator;  // leaves only
+  // Leaves only. Atomic because threads recording ops on the same leaf (a meta-batch's
+  // parameters) may be the first to need it at the same time: they must all link to one.
+  std::atomic<std::weak_ptr<AccumulateGrad>> accumulator;
 };
 
 // The node a gradient for t flows into: t's grad_fn, or its (possibly new) accumulator for a leaf.
+// Safe to call from several threads on the same leaf.
 std::shared_ptr<Node> gradient_edge(const Tensor& t);
 
 }  // namespace mg

@@ -1,9 +1,10 @@
 #pragma once
 // Recording on several threads at once. Each thread builds and runs its own tape; what the
 // tapes share are leaves (a meta-batch's parameters). Recording an op on a leaf links the node to
-// the leaf's gradient accumulator, which is created on first use and otherwise only looked up:
-// holding a SharedLeaves for the duration makes every such link a lookup, so no two threads ever
-// create one at the same time. The threads must then take gradients with grad() (captured, not
+// the leaf's gradient accumulator, created on first use (safely, from any thread) and freed with
+// the last tape that links to it. Holding a SharedLeaves keeps each accumulator alive for the
+// duration, so all the tasks of a meta-batch link to the same accumulators instead of each tape
+// creating and freeing its own. The threads must take gradients with grad() (captured, not
 // accumulated), since backward() would add into the same .grad() concurrently.
 #include <memory>
 #include <vector>

@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <latch>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "../autograd/dot.h"
@@ -222,6 +224,35 @@ TEST_SUITE("autograd") {
       CHECK_FALSE(node.expired());
     }
     CHECK(node.expired());
+  }
+
+  TEST_CASE("threads recording onto a fresh leaf at once all link to one accumulator") {
+    // The first op on a leaf creates its accumulator; several threads may get there together
+    // (tasks of a meta-batch on threads, each running the model's forward). They must all end
+    // on the same node, or one thread's gradient would flow into a node the leaf has forgotten.
+    constexpr int kThreads = 4, kRounds = 300;
+    int split = 0;
+    for (int round = 0; round < kRounds; ++round) {
+      const Tensor x = tensor({1.0, 2.0}, kFloat64).requires_grad_();
+      std::vector<Tensor> outputs(kThreads);
+      std::vector<const Node*> edges(kThreads, nullptr);
+      std::latch start(kThreads);
+      std::vector<std::thread> threads;
+      for (int t = 0; t < kThreads; ++t)
+        threads.emplace_back([&, t] {
+          start.arrive_and_wait();
+          outputs[static_cast<std::size_t>(t)] = x * static_cast<double>(t + 1);
+          edges[static_cast<std::size_t>(t)] = outputs[static_cast<std::size_t>(t)].grad_fn()->next[0].get();
+        });
+      for (std::thread& thread : threads) thread.join();
+      for (int t = 1; t < kThreads; ++t) split += edges[static_cast<std::size_t>(t)] != edges[0] ? 1 : 0;
+      REQUIRE(edges[0] != nullptr);
+      CHECK(edges[0]->is_accumulator());
+      // backward() from every thread's output reaches the leaf's .grad: 1 + 2 + 3 + 4 per element.
+      for (const Tensor& y : outputs) y.sum().backward();
+      CHECK(x.grad().to_vector() == std::vector<double>{10.0, 10.0});
+    }
+    CHECK(split == 0);
   }
 
   TEST_CASE("a very long tape is released without deep recursion") {
