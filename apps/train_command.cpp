@@ -66,7 +66,7 @@ std::vector<FlagSpec> train_flags() {
       {"eval-steps", "inner-step counts of the final test (default: sinusoid 1,10; else --inner-steps)", false, "LIST"},
       {"task-batched",
        "MAML family: run each meta-batch as one batched computation (per-task weights); the "
-       "default for models without convolutions, except where the tasks would run on threads",
+       "default for models without convolutions, except on the CPU for models of 16K parameters or more",
        true},
       {"tasks-looped", "run the tasks of a meta-batch one after another (the default for convolutional models)", true},
       {"tasks-in-turn",

@@ -164,12 +164,15 @@ Trainer::Trainer(nn::Module& model, TaskSampler& train_sampler, const TaskSample
            "Trainer: task-batched meta-batches are for the MAML family (maml, fomaml, metasgd, anil), not '",
            algorithm_name(config_.algorithm), "'");
   device_ = model_.device();
-  // Auto batches where it was measured to pay (bench/RESULTS.md): not for convolutions, and not
-  // where the loop would put its tasks on threads (a model big enough for that, several threads),
-  // which was the faster of the two there (W-tf on 2 threads); on one thread batching is.
+  // Auto batches where it was measured to pay (bench/RESULTS.md): small models without
+  // convolutions (W-sin's MLP: 4.9x the loop) and CUDA models. On the CPU a model of
+  // kThreadedTaskMinParameters or more loops: on several threads its tasks run on them (W-tf on 2
+  // threads: 11.3 vs 7.4 meta-iterations/s), and on one, batching gained nothing (W-tf: 117 vs
+  // 117 ms) while holding every task's graph at once (130 vs 30 MiB).
+  const bool large_cpu_model = device_.is_cpu() && tasks_on_threads_pay(model_);
   task_batched_ = config_.batching == Batching::TaskBatched ||
                   (config_.batching == Batching::Auto && maml_family && !config_.checkpoint_inner &&
-                   !has_convolution(model_) && task_threads(config_.meta_batch) <= 1);
+                   !has_convolution(model_) && !large_cpu_model && task_threads(config_.meta_batch) <= 1);
   MG_CHECK(config_.meta_batch >= 1, "Trainer: meta_batch must be >= 1, got ", config_.meta_batch);
   MG_CHECK(config_.inner_steps >= 0, "Trainer: inner_steps must be >= 0, got ", config_.inner_steps);
   MG_CHECK(config_.iterations >= 0, "Trainer: iterations must be >= 0, got ", config_.iterations);

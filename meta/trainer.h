@@ -53,8 +53,9 @@ struct TrainerConfig {
   // computation (per-task weights [T, ...], batched GEMMs; meta/task_batched.h), with the same
   // meta-gradient up to rounding and all tasks' graphs alive at once. Auto batches where it was
   // measured to pay (bench/RESULTS.md): models without convolutions, unless the inner loop is
-  // checkpointed or the loop would run its tasks on threads (task_threads below); the other
-  // algorithms always loop.
+  // checkpointed, the loop would run its tasks on threads (task_threads below), or the model is
+  // on the CPU with 16K parameters or more (meta::tasks_on_threads_pay), where batching gained
+  // nothing and holds every task's graph at once; the other algorithms always loop.
   Batching batching = Batching::Looped;
   // Whether a looped meta-batch (and evaluation) runs its tasks on OpenMP threads, one task per
   // thread (meta/task_parallel.h): the same result to the bit, with as many task graphs alive as
