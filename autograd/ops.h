@@ -178,6 +178,8 @@ Tensor fold2d(const Tensor& cols, Size2d output_size, Size2d kernel, Size2d stri
               Size2d dilation = 1);
 // Cross-correlation, as torch.nn.functional.conv2d: x [N,C,H,W], weight [O,C,kh,kw], bias [O]
 // (or undefined) -> [N,O,oh,ow]. Saves x and weight; its backward recomputes the im2col columns.
+// Per task (a task-batched meta-step's fast weights): x [T,N,C,H,W], weight [T,O,C,kh,kw], bias
+// [T,O] -> [T,N,O,oh,ow], each task's images convolved with its own weight.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), Size2d stride = 1,
               Size2d padding = 0, Size2d dilation = 1);
 // torch.nn.functional.max_pool2d (ceil_mode off): the maximum of each window, straight from the

@@ -2,7 +2,7 @@
 // adjoint linear maps: each one's backward is the other, so a gradient of any order through a
 // window op stays inside this pair plus matmul and reshape.
 //
-// conv2d is one node that saves x and the weight, not the im2col columns: those are kh*kw times
+// conv2d is one node that saves x and the weight (4-D, or per task 5-D), not the im2col columns: those are kh*kw times
 // the size of x, and kept for every convolution until the backward pass they would dominate the
 // tape's memory. With W the weight as [O, C*kh*kw] and g the output gradient as [N, O, L]:
 //   dx = fold(W^T g),  dweight = sum over the images of g unfold(x)^T,  dbias = sum of g over N, H, W
@@ -72,64 +72,90 @@ Tensor fold2d(const Tensor& cols, Size2d output_size, Size2d kernel, Size2d stri
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d stride, Size2d padding,
               Size2d dilation) {
-  check_image("conv2d", x);
   kernels::check_defined("conv2d", weight, "weight");
-  MG_CHECK(weight.dim() == 4, "conv2d: weight must be 4-D [out_channels, in_channels, kh, kw], got ",
-           describe(weight));
+  // Per-task weights [T,O,C,kh,kw] (a task-batched meta-step) convolve task-batched images
+  // [T,N,C,H,W], each task with its own weight; the formulas below carry the task dim along.
+  const bool per_task = weight.dim() == 5;
+  if (per_task) {
+    kernels::check_defined("conv2d", x);
+    MG_CHECK(x.dim() == 5 && x.size(0) == weight.size(0), "conv2d: per-task weight ", describe(weight),
+             " needs task-batched images [T,N,C,H,W] with as many tasks, got ", describe(x));
+  } else {
+    check_image("conv2d", x);
+    MG_CHECK(weight.dim() == 4, "conv2d: weight must be 4-D [out_channels, in_channels, kh, kw], got ",
+             describe(weight));
+  }
+  const int64_t lead = per_task ? 1 : 0;  // dims before N of x (and before O of the weight)
   MG_CHECK(weight.dtype() == x.dtype() && weight.device() == x.device(), "conv2d: input ", describe(x),
            " and weight ", describe(weight), " must have the same dtype and device");
-  const int64_t c = x.size(1), o = weight.size(0);
-  MG_CHECK(weight.size(1) == c, "conv2d: input ", describe(x), " has ", c, " channels but weight ", describe(weight),
-           " expects ", weight.size(1));
+  const int64_t c = x.size(lead + 1), o = weight.size(lead);
+  MG_CHECK(weight.size(lead + 1) == c, "conv2d: input ", describe(x), " has ", c, " channels but weight ",
+           describe(weight), " expects ", weight.size(lead + 1));
   if (bias.defined()) {
-    MG_CHECK(bias.dim() == 1 && bias.size(0) == o, "conv2d: bias must be 1-D [", o, "] for weight ",
+    const Shape expected = per_task ? Shape{weight.size(0), o} : Shape{o};
+    MG_CHECK(bias.shape() == expected, "conv2d: bias must be ", per_task ? "2-D " : "1-D ", shape_str(expected), " for weight ",
              describe(weight), ", got ", describe(bias));
     MG_CHECK(bias.dtype() == x.dtype() && bias.device() == x.device(), "conv2d: bias ", describe(bias),
              " must have the input's dtype and device (", describe(x), ")");
   }
-  const Window2d w = make_window("conv2d", {weight.size(2), weight.size(3)}, stride, padding, dilation);
-  Tensor out = kernels::conv2d(x, weight, bias, w);
+  const Window2d w =
+      make_window("conv2d", {weight.size(lead + 2), weight.size(lead + 3)}, stride, padding, dilation);
+  Tensor out = per_task ? kernels::conv2d_per_task(x, weight, bias, w) : kernels::conv2d(x, weight, bias, w);
   const TensorList inputs = defined_only({x, weight, bias});
   if (!should_record_list(inputs)) return out;
 
   const bool has_bias = bias.defined();
-  const int64_t height = x.size(2), width = x.size(3);
-  record(OpId::conv2d, inputs, out, {x, weight}, [w, has_bias, height, width](const BackwardArgs& a) -> TensorList {
-    const Tensor& x = a.saved[0];
-    const Tensor& weight = a.saved[1];
-    TensorList grads(has_bias ? 3 : 2);
-    if (has_bias && a.needs_input(2)) grads[2] = sum(a.grad, {0, 2, 3});
-    // The input and weight gradients from kernels; recorded (create_graph), their derivatives come
-    // from the same gradients in differentiable ops (fused_backward.h).
-    const bool need_x = a.needs_input(0), need_weight = a.needs_input(1);
-    if (!need_x && !need_weight) return grads;
-    auto kernel = [=](const TensorList& in) {
-      TensorList out;
-      if (need_x) out.push_back(kernels::conv2d_input_grad(in[2], in[1], height, width, w));
-      if (need_weight) out.push_back(kernels::conv2d_weight_grad(in[2], in[0], w));
-      return out;
-    };
-    auto formula = [=](const TensorList& in) {
-      const Tensor &x = in[0], &weight = in[1];
-      const int64_t o = weight.size(0), rows = weight.size(1) * weight.size(2) * weight.size(3);
-      const Tensor g = reshape(in[2], {x.size(0), o, in[2].size(2) * in[2].size(3)});  // [N, O, L]
-      TensorList out;
-      if (need_x)
-        out.push_back(
-            fold_window(matmul(transpose(reshape(weight, {o, rows}), 0, 1), g), height, width, w, "conv2d backward"));
-      if (need_weight) {
-        // Recorded, so that a higher-order gradient sees how the columns depend on x.
-        const Tensor cols = unfold_window(x, w, "conv2d backward");
-        out.push_back(reshape(sum(matmul(g, transpose(cols, 1, 2)), {0}), weight.shape()));
-      }
-      return out;
-    };
-    const TensorList computed = fused_backward("conv2d backward", {x, weight, a.grad}, kernel, formula);
-    std::size_t next = 0;
-    if (need_x) grads[0] = computed[next++];
-    if (need_weight) grads[1] = computed[next];
-    return grads;
-  });
+  const int64_t height = x.size(-2), width = x.size(-1);
+  record(OpId::conv2d, inputs, out, {x, weight},
+         [w, has_bias, height, width, per_task](const BackwardArgs& a) -> TensorList {
+           const Tensor& x = a.saved[0];
+           const Tensor& weight = a.saved[1];
+           TensorList grads(has_bias ? 3 : 2);
+           if (has_bias && a.needs_input(2))
+             grads[2] = per_task ? sum(a.grad, {1, 3, 4}) : sum(a.grad, {0, 2, 3});
+           // The input and weight gradients from kernels; recorded (create_graph), their derivatives
+           // come from the same gradients in differentiable ops (fused_backward.h).
+           const bool need_x = a.needs_input(0), need_weight = a.needs_input(1);
+           if (!need_x && !need_weight) return grads;
+           auto kernel = [=](const TensorList& in) {
+             TensorList out;
+             if (need_x)
+               out.push_back(per_task ? kernels::conv2d_per_task_input_grad(in[2], in[1], height, width, w)
+                                      : kernels::conv2d_input_grad(in[2], in[1], height, width, w));
+             if (need_weight)
+               out.push_back(per_task ? kernels::conv2d_per_task_weight_grad(in[2], in[0], w)
+                                      : kernels::conv2d_weight_grad(in[2], in[0], w));
+             return out;
+           };
+           auto formula = [=](const TensorList& in) {
+             const Tensor &x = in[0], &weight = in[1];
+             // As [B, N, ...] with B = T per task and 1 otherwise: W [B, 1, O, rows], g [B, N, O, L].
+             const int64_t b = per_task ? x.size(0) : 1, n = x.size(-4), c = x.size(-3);
+             const int64_t o = weight.size(-4), rows = c * weight.size(-2) * weight.size(-1);
+             const int64_t length = in[2].size(-2) * in[2].size(-1);
+             const Tensor g = reshape(in[2], {b, n, o, length});
+             TensorList out;
+             if (need_x) {
+               const Tensor cols_grad = matmul(transpose(reshape(weight, {b, 1, o, rows}), 2, 3), g);
+               const Tensor dx =
+                   fold_window(reshape(cols_grad, {b * n, rows, length}), height, width, w, "conv2d backward");
+               out.push_back(reshape(dx, x.shape()));
+             }
+             if (need_weight) {
+               // Recorded, so that a higher-order gradient sees how the columns depend on x.
+               const Tensor cols =
+                   reshape(unfold_window(reshape(x, {b * n, c, height, width}), w, "conv2d backward"),
+                           {b, n, rows, length});
+               out.push_back(reshape(sum(matmul(g, transpose(cols, 2, 3)), {1}), weight.shape()));
+             }
+             return out;
+           };
+           const TensorList computed = fused_backward("conv2d backward", {x, weight, a.grad}, kernel, formula);
+           std::size_t next = 0;
+           if (need_x) grads[0] = computed[next++];
+           if (need_weight) grads[1] = computed[next];
+           return grads;
+         });
   return out;
 }
 

@@ -110,25 +110,13 @@ Tensor conv2d_per_task(const Tensor& x, const Tensor& weight, const Tensor& bias
   check_task_dim("conv2d", x, 5, weight);
   MG_CHECK(x.dim() == 5, "conv2d: per-task weight ", describe(weight), " needs task-batched images [T,N,C,H,W], got ",
            describe(x));
-  const int64_t tasks = weight.size(0), n = x.size(1), c = x.size(2), o = weight.size(1);
+  const int64_t tasks = weight.size(0), c = x.size(2), o = weight.size(1);
   MG_CHECK(weight.size(2) == c, "conv2d: input ", describe(x), " has ", c, " channels but per-task weight ",
            describe(weight), " expects ", weight.size(2));
   if (bias.defined())
     MG_CHECK(bias.dim() == 2 && bias.size(0) == tasks && bias.size(1) == o, "conv2d: bias must be [", tasks, ", ", o,
              "] for per-task weight ", describe(weight), ", got ", describe(bias));
-  const Size2d kernel{weight.size(3), weight.size(4)};
-  // [T*N, C*kh*kw, L]; validates the geometry.
-  const Tensor cols = unfold2d(reshape(x, {tasks * n, c, x.size(3), x.size(4)}), kernel, stride, padding, dilation);
-  Window2d w;
-  w.kh = kernel.h, w.kw = kernel.w, w.sh = stride.h, w.sw = stride.w;
-  w.ph = padding.h, w.pw = padding.w, w.dh = dilation.h, w.dw = dilation.w;
-  const int64_t taps = c * kernel.h * kernel.w;
-  // [T, 1, O, C*kh*kw] @ [T, N, C*kh*kw, L]: one GEMM per image with its task's weight, as conv2d
-  // does with one weight for all.
-  Tensor out = matmul(reshape(weight, {tasks, 1, o, taps}), reshape(cols, {tasks, n, taps, cols.size(2)}));
-  out = reshape(out, {tasks, n, o, w.out_h(x.size(3)), w.out_w(x.size(4))});
-  if (bias.defined()) out = out + reshape(bias, {tasks, 1, o, 1, 1});
-  return out;
+  return mg::conv2d(x, weight, bias, stride, padding, dilation);
 }
 
 }  // namespace mg::nn::functional

@@ -144,5 +144,15 @@ Tensor conv2d_input_grad(const Tensor& grad, const Tensor& weight, int64_t heigh
                          const Window2d& window, int64_t column_bytes = kConvColumnBytes);
 Tensor conv2d_weight_grad(const Tensor& grad, const Tensor& x, const Window2d& window,
                           int64_t column_bytes = kConvColumnBytes);
+// The same per task, each task's images with its own weight (a task-batched meta-step's fast
+// weights): x [T,N,C,H,W], weight [T,O,C,kh,kw], bias [T,O] -> [T,N,O,oh,ow], and the gradients
+// [T,N,C,height,width] and [T,O,C,kh,kw] for grad [T,N,O,oh,ow]. A loop over the tasks of the
+// kernels above: as there, at most one group of images has its columns at once.
+Tensor conv2d_per_task(const Tensor& x, const Tensor& weight, const Tensor& bias, const Window2d& window,
+                       int64_t column_bytes = kConvColumnBytes);
+Tensor conv2d_per_task_input_grad(const Tensor& grad, const Tensor& weight, int64_t height, int64_t width,
+                                  const Window2d& window, int64_t column_bytes = kConvColumnBytes);
+Tensor conv2d_per_task_weight_grad(const Tensor& grad, const Tensor& x, const Window2d& window,
+                                   int64_t column_bytes = kConvColumnBytes);
 
 }  // namespace mg::kernels

@@ -63,9 +63,8 @@ Tensor flipped_transposed(const Tensor& weight) {
   return out;
 }
 
-}  // namespace
-
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Window2d& window, int64_t column_bytes) {
+// Checks conv2d's operands; returns the output's shape.
+Shape conv2d_output_shape(const Tensor& x, const Tensor& weight, const Tensor& bias, const Window2d& window) {
   check_conv_operands("conv2d", x, "input", weight, window);
   const int64_t n = x.shape()[0], c = x.shape()[1], o = weight.shape()[0];
   MG_CHECK(weight.shape()[1] == c, "conv2d: input ", describe(x), " has ", c, " channels but weight ", describe(weight),
@@ -73,9 +72,14 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const W
   MG_CHECK(!bias.defined() ||
                (bias.dim() == 1 && bias.shape()[0] == o && bias.dtype() == x.dtype() && bias.device() == x.device()),
            "conv2d: bias ", describe(bias), " must be [", o, "] with the input's dtype and device (", describe(x), ")");
-  const int64_t oh = window.out_h(x.shape()[2]), ow = window.out_w(x.shape()[3]);
-  const int64_t rows = c * window.kh * window.kw, length = oh * ow;
-  Tensor out = Tensor::empty({n, o, oh, ow}, x.dtype(), x.device());
+  return {n, o, window.out_h(x.shape()[2]), window.out_w(x.shape()[3])};
+}
+
+// conv2d into out [N,O,oh,ow] (contiguous), operands checked.
+void conv2d_into(const Tensor& x, const Tensor& weight, const Tensor& bias, const Window2d& window,
+                 int64_t column_bytes, const Tensor& out) {
+  const int64_t n = x.shape()[0], c = x.shape()[1], o = weight.shape()[0];
+  const int64_t rows = c * window.kh * window.kw, length = out.shape()[2] * out.shape()[3];
   const Tensor w = view_as(contiguous(weight), {1, o, rows});
   const int64_t group = group_size(n, rows, length, x.dtype(), column_bytes);
   int64_t begin = 0;
@@ -94,30 +98,37 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const W
                           Tensor::make_view(bias, {count, o, length}, {0, bias.strides()[0], 0}, bias.offset()), dst);
     begin += group;
   } while (begin < n);
-  return out;
 }
 
-Tensor conv2d_input_grad(const Tensor& grad, const Tensor& weight, int64_t height, int64_t width,
-                         const Window2d& window, int64_t column_bytes) {
+void check_conv_input_grad(const Tensor& grad, const Tensor& weight, int64_t height, int64_t width,
+                           const Window2d& window) {
   check_conv_operands("conv2d backward", grad, "grad", weight, window);
-  const int64_t n = grad.shape()[0], o = weight.shape()[0], c = weight.shape()[1];
-  const int64_t oh = window.out_h(height), ow = window.out_w(width);
+  const int64_t o = weight.shape()[0], oh = window.out_h(height), ow = window.out_w(width);
   MG_CHECK(grad.shape()[1] == o && grad.shape()[2] == oh && grad.shape()[3] == ow && oh > 0 && ow > 0,
            "conv2d backward: grad ", describe(grad), " is not the output of weight ", describe(weight), " over a ",
            height, "x", width, " input");
+}
+
+// conv2d_input_grad into dx [N,C,height,width] (contiguous), operands checked.
+void conv2d_input_grad_into(const Tensor& grad, const Tensor& weight, const Window2d& window, int64_t column_bytes,
+                            const Tensor& dx) {
+  const int64_t n = grad.shape()[0], o = weight.shape()[0], c = weight.shape()[1];
+  const int64_t height = dx.shape()[2], width = dx.shape()[3];
+  const int64_t oh = window.out_h(height), ow = window.out_w(width);
   const int64_t rows = c * window.kh * window.kw, length = oh * ow;
-  Tensor dx = Tensor::empty({n, c, height, width}, grad.dtype(), grad.device());
-  if (dx.numel() == 0) return dx;
+  if (dx.numel() == 0) return;
   if (o == 0) {
     backend(dx).fill(dx, 0.0);
-    return dx;
+    return;
   }
   // A stride-1 convolution that keeps the image's size has as input gradient the convolution of
   // grad with the weight transposed and flipped, over the same window: im2col of grad (one
   // shifted copy per row) and a GEMM, where W^T grad followed by col2im would scatter-add every
   // column back.
-  if (grad.device().is_cpu() && window.sh == 1 && window.sw == 1 && oh == height && ow == width)
-    return conv2d(grad, flipped_transposed(weight), Tensor(), window, column_bytes);
+  if (grad.device().is_cpu() && window.sh == 1 && window.sw == 1 && oh == height && ow == width) {
+    conv2d_into(grad, flipped_transposed(weight), Tensor(), window, column_bytes, dx);
+    return;
+  }
   const Tensor w = view_as(contiguous(weight), {1, o, rows});
   const Tensor g = view_as(contiguous(grad), {n, o, length});
   const int64_t group = group_size(n, rows, length, grad.dtype(), column_bytes);
@@ -129,6 +140,38 @@ Tensor conv2d_input_grad(const Tensor& grad, const Tensor& weight, int64_t heigh
                          cols);
     backend(dx).col2im(cols, window, images(dx, begin, count));
   }
+}
+
+// The task'th slice of a [T, ...] tensor: a view.
+Tensor task_slice(const Tensor& t, int64_t task) {
+  const Shape shape(t.shape().begin() + 1, t.shape().end());
+  const Shape strides(t.strides().begin() + 1, t.strides().end());
+  return Tensor::make_view(t, shape, strides, t.offset() + task * t.strides()[0]);
+}
+
+void check_per_task(std::string_view op, const Tensor& a, const char* a_name, int64_t a_dims, const Tensor& b,
+                    const char* b_name, int64_t b_dims) {
+  check_defined(op, a, a_name);
+  check_defined(op, b, b_name);
+  MG_CHECK(a.dim() == a_dims && b.dim() == b_dims && a.shape()[0] == b.shape()[0], op, ": per-task ", a_name, " ",
+           describe(a), " and ", b_name, " ", describe(b), " must be ", a_dims, "-D and ", b_dims,
+           "-D with the same number of tasks");
+  MG_CHECK(a.shape()[0] >= 1, op, ": per-task ", a_name, " ", describe(a), " holds no task");
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Window2d& window, int64_t column_bytes) {
+  Tensor out = Tensor::empty(conv2d_output_shape(x, weight, bias, window), x.dtype(), x.device());
+  conv2d_into(x, weight, bias, window, column_bytes, out);
+  return out;
+}
+
+Tensor conv2d_input_grad(const Tensor& grad, const Tensor& weight, int64_t height, int64_t width,
+                         const Window2d& window, int64_t column_bytes) {
+  check_conv_input_grad(grad, weight, height, width, window);
+  Tensor dx = Tensor::empty({grad.shape()[0], weight.shape()[1], height, width}, grad.dtype(), grad.device());
+  conv2d_input_grad_into(grad, weight, window, column_bytes, dx);
   return dx;
 }
 
@@ -162,6 +205,44 @@ Tensor conv2d_weight_grad(const Tensor& grad, const Tensor& x, const Window2d& w
     sum = sum.defined() ? binary(BinaryOp::Add, sum, part) : part;
   }
   return view_as(contiguous(sum), weight_shape);
+}
+
+Tensor conv2d_per_task(const Tensor& x, const Tensor& weight, const Tensor& bias, const Window2d& window,
+                       int64_t column_bytes) {
+  check_per_task("conv2d", x, "input", 5, weight, "weight", 5);
+  if (bias.defined()) check_per_task("conv2d", bias, "bias", 2, weight, "weight", 5);
+  const int64_t tasks = x.shape()[0];
+  Shape shape = conv2d_output_shape(task_slice(x, 0), task_slice(weight, 0),
+                                    bias.defined() ? task_slice(bias, 0) : Tensor(), window);
+  shape.insert(shape.begin(), tasks);
+  Tensor out = Tensor::empty(shape, x.dtype(), x.device());
+  for (int64_t t = 0; t < tasks; ++t)
+    conv2d_into(task_slice(x, t), task_slice(weight, t), bias.defined() ? task_slice(bias, t) : Tensor(), window,
+                column_bytes, task_slice(out, t));
+  return out;
+}
+
+Tensor conv2d_per_task_input_grad(const Tensor& grad, const Tensor& weight, int64_t height, int64_t width,
+                                  const Window2d& window, int64_t column_bytes) {
+  check_per_task("conv2d backward", grad, "grad", 5, weight, "weight", 5);
+  const int64_t tasks = grad.shape()[0];
+  check_conv_input_grad(task_slice(grad, 0), task_slice(weight, 0), height, width, window);
+  Tensor dx = Tensor::empty({tasks, grad.shape()[1], weight.shape()[2], height, width}, grad.dtype(), grad.device());
+  for (int64_t t = 0; t < tasks; ++t)
+    conv2d_input_grad_into(task_slice(grad, t), task_slice(weight, t), window, column_bytes, task_slice(dx, t));
+  return dx;
+}
+
+Tensor conv2d_per_task_weight_grad(const Tensor& grad, const Tensor& x, const Window2d& window, int64_t column_bytes) {
+  check_per_task("conv2d backward", grad, "grad", 5, x, "input", 5);
+  const int64_t tasks = grad.shape()[0];
+  Tensor dw = Tensor::empty({tasks, grad.shape()[2], x.shape()[2], window.kh, window.kw}, x.dtype(), x.device());
+  for (int64_t t = 0; t < tasks; ++t) {
+    const Tensor part = conv2d_weight_grad(task_slice(grad, t), task_slice(x, t), window, column_bytes);
+    const Tensor dst = task_slice(dw, t);
+    backend(dst).copy(part, dst);
+  }
+  return dw;
 }
 
 }  // namespace mg::kernels

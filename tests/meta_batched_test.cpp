@@ -349,6 +349,10 @@ TEST_SUITE("meta.batched") {
           {in({2, 3, 4}), in({2, 5, 4}), in({2, 5})});
     check("conv2d", [](const TensorList& a) { return nn::F::conv2d_per_task(a[0], a[1], a[2], 1, 1); },
           {in({2, 2, 2, 3, 3}), in({2, 2, 2, 2, 2}), in({2, 2})});
+    // Strided, so the input gradient folds the columns back (col2im) instead of convolving.
+    check("conv2d, stride 2, no bias",
+          [](const TensorList& a) { return nn::F::conv2d_per_task(a[0], a[1], Tensor(), 2, 1); },
+          {in({3, 2, 2, 5, 5}), in({3, 3, 2, 3, 3})});
     check("layer_norm", [](const TensorList& a) { return nn::F::layer_norm(a[0], {3}, a[1], a[2]); },
           {in({2, 2, 3}), in({2, 3}), in({2, 3})});
     check("batch_norm2d",
