@@ -9,7 +9,7 @@ namespace mg {
 
 #define MG_DIFFERENTIABLE_OPS(X)                                                                      \
   /* binary, broadcasting */                                                                          \
-  X(add) X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum) X(where) X(clamp)                          \
+  X(add) X(sub) X(sub_scaled) X(mul) X(div) X(pow) X(maximum) X(minimum) X(where) X(clamp)            \
   /* unary */                                                                                         \
   X(neg) X(exp) X(log) X(sqrt) X(rsqrt) X(abs) X(sin) X(cos) X(tanh) X(sigmoid) X(relu)               \
   X(gelu_tanh) X(gelu_erf) X(softplus) X(erf) X(square) X(reciprocal)                                 \

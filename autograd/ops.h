@@ -15,6 +15,9 @@ namespace mg {
 // ---- binary, NumPy broadcasting (ops_binary.cpp) ----
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
+// a - alpha * b (broadcasting) as one node: a gradient-descent step, with the same values as
+// a - b * alpha.
+Tensor sub_scaled(const Tensor& a, const Tensor& b, double alpha);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
 Tensor pow(const Tensor& a, const Tensor& b);

@@ -47,6 +47,17 @@ Tensor sub(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+// One node for what an SGD step records as two (a scalar mul and a sub): in the inner loop of a
+// small model, recorded again by every create_graph backward, nodes cost more than arithmetic.
+Tensor sub_scaled(const Tensor& a, const Tensor& b, double alpha) {
+  Tensor out = kernels::binary(BinaryOp::Sub, a, kernels::binary(BinaryOp::Mul, b, scalar_for(alpha, b)));
+  if (should_record(a, b))
+    record(OpId::sub_scaled, {a, b}, out, {}, [sa = a.shape(), sb = b.shape(), alpha](const BackwardArgs& g) -> TensorList {
+      return {g.needs_input(0) ? sum_to(g.grad, sa) : Tensor(), g.needs_input(1) ? sum_to(g.grad * -alpha, sb) : Tensor()};
+    });
+  return out;
+}
+
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = kernels::binary(BinaryOp::Mul, a, b);
   if (should_record(a, b))

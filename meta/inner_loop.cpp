@@ -104,7 +104,7 @@ StepOutputs inner_step(nn::Module& model, const StepInputs& in, const Tensor& su
     const Tensor g = create_graph ? grads[i] : grads[i].detach();
     const Tensor d = direction(options, step, g, out.state, i);
     if (in.rates.empty()) {
-      out.adapted.push_back(in.adapted[i] - d * options.lr);
+      out.adapted.push_back(sub_scaled(in.adapted[i], d, options.lr));
       continue;
     }
     const Tensor rate = options.learned_lr == LearnedLr::PerTensorPerStep ? in.rates[i].select(0, step) : in.rates[i];

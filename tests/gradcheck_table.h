@@ -145,6 +145,10 @@ inline std::vector<GradcheckEntry> build_table() {
   t.add(OpId::sub, "[4]-[2,3,4]", IN(leaf(N({4}, 3)), leaf(N({2, 3, 4}, 4))), FN(x[0] - x[1]));
   t.add(OpId::sub, "double-0-d", IN(leaf(N({}, 3))), FN(1.5 - x[0]));
   t.add(OpId::sub, "strided-transposed", IN(leafS(N({2, 7}, 3)), leafT(N({3, 2}, 4))), FN(x[0] - x[1]));
+  t.add(OpId::sub_scaled, "[2,3]-0.7*[2,3]", IN(leaf(N({2, 3}, 3)), leaf(N({2, 3}, 4))),
+        FN(sub_scaled(x[0], x[1], 0.7)));
+  t.add(OpId::sub_scaled, "[3,1]-(-1.3)*[1,4]", IN(leaf(N({3, 1}, 3)), leaf(N({1, 4}, 4))),
+        FN(sub_scaled(x[0], x[1], -1.3)));
 
   t.add(OpId::mul, "[2,3]*[2,3]", IN(leaf(N({2, 3}, 5)), leaf(N({2, 3}, 6))), FN(x[0] * x[1]));
   t.add(OpId::mul, "[3,1]*[1,4]", IN(leaf(N({3, 1}, 5)), leaf(N({1, 4}, 6))), FN(mul(x[0], x[1])));
