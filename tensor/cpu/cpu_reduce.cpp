@@ -83,6 +83,11 @@ struct Reducer {
 // additions in the same order, so the result does not depend on the machine.
 MG_VECTORIZE double dense_sum_f32(double acc, const float* x, int64_t n) {
   constexpr int kParts = 32;
+  if (n < kParts) {  // a short row (a softmax's keys, a layer's features): the same additions, no tree
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]);
+    return acc + sum;
+  }
   double part[kParts] = {};
   int64_t i = 0;
   for (; i + kParts <= n; i += kParts)
@@ -191,9 +196,15 @@ void reduce_typed(const Tensor& x, const std::vector<int>& dims, const Tensor& o
   const int64_t red_inner = red.sizes.empty() ? 0 : std::abs(red.strides.back()[0]);
   const int64_t kept_inner = kept.sizes.empty() ? 0 : std::abs(kept.strides.back()[1]);
   const bool inner = red_inner != 0 && red_inner <= kept_inner;
+  const bool one_run = red.sizes.size() == 1 && red.strides[0][0] == e;
 
   parallel_for(outputs, count, [&](int64_t begin, int64_t end) {
     run_range(kept, {ob, xb}, begin, end, [&](std::array<char*, 2> p, const std::array<int64_t, 2>& s, int64_t n) {
+      if (inner && one_run) {  // each output one contiguous run: no plan walk per output
+        for (int64_t j = 0; j < n; ++j)
+          *reinterpret_cast<T*>(p[0] + j * s[0]) = static_cast<T>(reduce_run<Op, T>(R::init(), p[1] + j * s[1], e, count));
+        return;
+      }
       if (inner) {
         for (int64_t j = 0; j < n; ++j)
           *reinterpret_cast<T*>(p[0] + j * s[0]) = static_cast<T>(reduce_all<Op, T>(red, p[1] + j * s[1], 0, count));
