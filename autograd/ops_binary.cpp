@@ -52,9 +52,11 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 Tensor sub_scaled(const Tensor& a, const Tensor& b, double alpha) {
   Tensor out = kernels::binary(BinaryOp::Sub, a, kernels::binary(BinaryOp::Mul, b, scalar_for(alpha, b)));
   if (should_record(a, b))
-    record(OpId::sub_scaled, {a, b}, out, {}, [sa = a.shape(), sb = b.shape(), alpha](const BackwardArgs& g) -> TensorList {
-      return {g.needs_input(0) ? sum_to(g.grad, sa) : Tensor(), g.needs_input(1) ? sum_to(g.grad * -alpha, sb) : Tensor()};
-    });
+    record(OpId::sub_scaled, {a, b}, out, {},
+           [sa = a.shape(), sb = b.shape(), alpha](const BackwardArgs& g) -> TensorList {
+             return {g.needs_input(0) ? sum_to(g.grad, sa) : Tensor(),
+                     g.needs_input(1) ? sum_to(g.grad * -alpha, sb) : Tensor()};
+           });
   return out;
 }
 

@@ -93,13 +93,12 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d 
            describe(weight), " expects ", weight.size(lead + 1));
   if (bias.defined()) {
     const Shape expected = per_task ? Shape{weight.size(0), o} : Shape{o};
-    MG_CHECK(bias.shape() == expected, "conv2d: bias must be ", per_task ? "2-D " : "1-D ", shape_str(expected), " for weight ",
-             describe(weight), ", got ", describe(bias));
+    MG_CHECK(bias.shape() == expected, "conv2d: bias must be ", per_task ? "2-D " : "1-D ", shape_str(expected),
+             " for weight ", describe(weight), ", got ", describe(bias));
     MG_CHECK(bias.dtype() == x.dtype() && bias.device() == x.device(), "conv2d: bias ", describe(bias),
              " must have the input's dtype and device (", describe(x), ")");
   }
-  const Window2d w =
-      make_window("conv2d", {weight.size(lead + 2), weight.size(lead + 3)}, stride, padding, dilation);
+  const Window2d w = make_window("conv2d", {weight.size(lead + 2), weight.size(lead + 3)}, stride, padding, dilation);
   Tensor out = per_task ? kernels::conv2d_per_task(x, weight, bias, w) : kernels::conv2d(x, weight, bias, w);
   const TensorList inputs = defined_only({x, weight, bias});
   if (!should_record_list(inputs)) return out;
@@ -111,8 +110,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d 
            const Tensor& x = a.saved[0];
            const Tensor& weight = a.saved[1];
            TensorList grads(has_bias ? 3 : 2);
-           if (has_bias && a.needs_input(2))
-             grads[2] = per_task ? sum(a.grad, {1, 3, 4}) : sum(a.grad, {0, 2, 3});
+           if (has_bias && a.needs_input(2)) grads[2] = per_task ? sum(a.grad, {1, 3, 4}) : sum(a.grad, {0, 2, 3});
            // The input and weight gradients from kernels; recorded (create_graph), their derivatives
            // come from the same gradients in differentiable ops (fused_backward.h).
            const bool need_x = a.needs_input(0), need_weight = a.needs_input(1);
@@ -143,9 +141,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d 
              }
              if (need_weight) {
                // Recorded, so that a higher-order gradient sees how the columns depend on x.
-               const Tensor cols =
-                   reshape(unfold_window(reshape(x, {b * n, c, height, width}), w, "conv2d backward"),
-                           {b, n, rows, length});
+               const Tensor cols = reshape(unfold_window(reshape(x, {b * n, c, height, width}), w, "conv2d backward"),
+                                           {b, n, rows, length});
                out.push_back(reshape(sum(matmul(g, transpose(cols, 2, 3)), {1}), weight.shape()));
              }
              return out;

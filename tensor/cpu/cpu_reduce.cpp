@@ -202,7 +202,8 @@ void reduce_typed(const Tensor& x, const std::vector<int>& dims, const Tensor& o
     run_range(kept, {ob, xb}, begin, end, [&](std::array<char*, 2> p, const std::array<int64_t, 2>& s, int64_t n) {
       if (inner && one_run) {  // each output one contiguous run: no plan walk per output
         for (int64_t j = 0; j < n; ++j)
-          *reinterpret_cast<T*>(p[0] + j * s[0]) = static_cast<T>(reduce_run<Op, T>(R::init(), p[1] + j * s[1], e, count));
+          *reinterpret_cast<T*>(p[0] + j * s[0]) =
+              static_cast<T>(reduce_run<Op, T>(R::init(), p[1] + j * s[1], e, count));
         return;
       }
       if (inner) {
