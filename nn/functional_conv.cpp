@@ -110,12 +110,6 @@ Tensor conv2d_per_task(const Tensor& x, const Tensor& weight, const Tensor& bias
   check_task_dim("conv2d", x, 5, weight);
   MG_CHECK(x.dim() == 5, "conv2d: per-task weight ", describe(weight), " needs task-batched images [T,N,C,H,W], got ",
            describe(x));
-  const int64_t tasks = weight.size(0), c = x.size(2), o = weight.size(1);
-  MG_CHECK(weight.size(2) == c, "conv2d: input ", describe(x), " has ", c, " channels but per-task weight ",
-           describe(weight), " expects ", weight.size(2));
-  if (bias.defined())
-    MG_CHECK(bias.dim() == 2 && bias.size(0) == tasks && bias.size(1) == o, "conv2d: bias must be [", tasks, ", ", o,
-             "] for per-task weight ", describe(weight), ", got ", describe(bias));
   return mg::conv2d(x, weight, bias, stride, padding, dilation);
 }
 

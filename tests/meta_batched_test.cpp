@@ -385,6 +385,12 @@ TEST_SUITE("meta.batched") {
     CHECK_MG_ERROR(conv.forward(nn::Params(conv_params), zeros({2, 4, 1, 5, 5})), "conv2d", "holds 3 tasks",
                    "has 2 in its leading (task) dim");
     CHECK_MG_ERROR(conv.forward(nn::Params(conv_params), zeros({3, 1, 5, 5})), "conv2d", "task-batched input");
+    CHECK_MG_ERROR(conv.forward(nn::Params(conv_params), zeros({3, 4, 2, 5, 5})), "conv2d", "2 channels",
+                   "expects 1");
+    CHECK_MG_ERROR(
+        conv.forward(nn::Params(TensorDict{{"weight", zeros({3, 2, 1, 3, 3})}, {"bias", zeros({2})}}),
+                     zeros({3, 4, 1, 5, 5})),
+        "conv2d: bias must be 2-D [3,2]");
 
     nn::BatchNorm2d bn(2, nn::BatchNorm2dOptions{.mode = nn::BatchNormMode::Transductive});
     CHECK_MG_ERROR(

@@ -200,15 +200,12 @@ void reduce_typed(const Tensor& x, const std::vector<int>& dims, const Tensor& o
 
   parallel_for(outputs, count, [&](int64_t begin, int64_t end) {
     run_range(kept, {ob, xb}, begin, end, [&](std::array<char*, 2> p, const std::array<int64_t, 2>& s, int64_t n) {
-      if (inner && one_run) {  // each output one contiguous run: no plan walk per output
-        for (int64_t j = 0; j < n; ++j)
+      if (inner) {  // when each output is one contiguous run, no plan walk per output
+        for (int64_t j = 0; j < n; ++j) {
+          char* row = p[1] + j * s[1];
           *reinterpret_cast<T*>(p[0] + j * s[0]) =
-              static_cast<T>(reduce_run<Op, T>(R::init(), p[1] + j * s[1], e, count));
-        return;
-      }
-      if (inner) {
-        for (int64_t j = 0; j < n; ++j)
-          *reinterpret_cast<T*>(p[0] + j * s[0]) = static_cast<T>(reduce_all<Op, T>(red, p[1] + j * s[1], 0, count));
+              static_cast<T>(one_run ? reduce_run<Op, T>(R::init(), row, e, count) : reduce_all<Op, T>(red, row, 0, count));
+        }
         return;
       }
       constexpr int64_t kBlock = 64;
