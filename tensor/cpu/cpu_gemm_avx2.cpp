@@ -1,7 +1,7 @@
 // AVX2 + FMA GEMM micro-kernels: 6 x 2 ymm accumulators, 2 loads of B and one broadcast of A per
 // k step, 15 of the 16 ymm registers. Edge tiles run an instantiation with fewer rows; partial
-// columns go through a small local tile, which only edge tiles pay for (AVX2 has no mask
-// registers, and B is always packed and zero-padded here).
+// columns store the vectors that fit and the last partial one through a small local copy (AVX2's
+// masked stores are microcode on AMD; B is always packed and zero-padded here).
 #include "cpu_gemm_kernels.h"
 #include "cpu_gemm_pack.h"
 
@@ -52,9 +52,17 @@ MG_AVX2 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, in
   constexpr int64_t NV = NR / V::kWidth;
   typename V::Reg acc[M][NV];
 #pragma GCC unroll 8
-  for (int64_t i = 0; i < M; ++i)
+  for (int64_t i = 0; i < M; ++i) {
 #pragma GCC unroll 4
     for (int64_t j = 0; j < NV; ++j) acc[i][j] = V::zero();
+  }
+  // The tile's rows of C sit a row stride apart; with a power-of-two stride they share cache
+  // sets and are gone by the time the k loop ends, so their loads start before it.
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < M; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+  }
 
   for (int64_t k = 0; k < kc; ++k, a += MR, b += ldb) {
     typename V::Reg bv[NV];
@@ -80,17 +88,21 @@ MG_AVX2 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, in
     }
     return;
   }
-  alignas(32) T part[M][NR];
+  // Partial columns: whole vectors where they fit, the last partial one through a local copy.
 #pragma GCC unroll 8
-  for (int64_t i = 0; i < M; ++i)
-#pragma GCC unroll 4
-    for (int64_t j = 0; j < NV; ++j) V::storeu(&part[i][j * V::kWidth], acc[i][j]);
   for (int64_t i = 0; i < M; ++i) {
     T* ci = c + i * ldc;
-    if (accumulate) {
-      for (int64_t j = 0; j < nr; ++j) ci[j] += part[i][j];
-    } else {
-      for (int64_t j = 0; j < nr; ++j) ci[j] = part[i][j];
+#pragma GCC unroll 4
+    for (int64_t j = 0; j < NV; ++j) {
+      T* p = ci + j * V::kWidth;
+      const int64_t left = nr - j * V::kWidth;
+      if (left >= V::kWidth) {
+        V::storeu(p, accumulate ? V::add(V::loadu(p), acc[i][j]) : acc[i][j]);
+      } else if (left > 0) {
+        alignas(32) T part[V::kWidth];
+        V::storeu(part, acc[i][j]);
+        for (int64_t q = 0; q < left; ++q) p[q] = accumulate ? p[q] + part[q] : part[q];
+      }
     }
   }
 }

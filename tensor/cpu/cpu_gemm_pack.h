@@ -92,8 +92,6 @@ __attribute__((target("avx2"))) void pack_a_rows_avx(const float* a, int64_t rs,
     for (int64_t g = 0; g < MR; g += 8) {  // 8 panel rows at a time, fewer at the panel's end
       const int64_t width = std::min<int64_t>(8, MR - g);
       const int64_t valid = std::clamp<int64_t>(mr - g, 0, width);
-      const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(width)), lanes);
       const float* ag = a + g * rs;
       float* dg = dst + g;
       int64_t k = 0;
@@ -104,7 +102,18 @@ __attribute__((target("avx2"))) void pack_a_rows_avx(const float* a, int64_t rs,
         if (width == 8) {
           for (int64_t q = 0; q < 8; ++q) _mm256_storeu_ps(dg + (k + q) * MR, r[q]);
         } else {
-          for (int64_t q = 0; q < 8; ++q) _mm256_maskstore_ps(dg + (k + q) * MR, mask, r[q]);
+          // A narrower panel (MR = 6) takes whole 8-lane stores anyway: lanes past the width hold
+          // the zeros of rows past the panel and land on the next depth's row, which the next store
+          // rewrites (AMD runs masked stores as microcode, 10x slower). Only the last store of the
+          // panel could run past it.
+          for (int64_t q = 0; q < 7; ++q) _mm256_storeu_ps(dg + (k + q) * MR, r[q]);
+          if (k + 8 < depth) {
+            _mm256_storeu_ps(dg + (k + 7) * MR, r[7]);
+          } else {
+            alignas(32) float last[8];
+            _mm256_store_ps(last, r[7]);
+            std::copy_n(last, width, dg + (k + 7) * MR);
+          }
         }
       }
       for (; k < depth; ++k)
@@ -123,13 +132,40 @@ void pack_a_panels_f32_avx(const float* a, int64_t rs, int64_t ks, int64_t rows,
   }
 }
 
-// pack_b_panels for float B whose columns are contiguous (unit depth stride: the transposed
-// weight W^T of x W^T). Its panels are the transposes of those columns, which is what
+// Row-major float B (unit column stride: activations, a convolution's columns): each depth's
+// NR columns are one copy, in whole vectors; a last, narrower panel copies what it has and pads
+// with zeros. The template above does this in the baseline ISA, 4 floats at a time.
+template <int64_t NR>
+__attribute__((target("avx2"))) void pack_b_rows_avx(const float* b, int64_t ks, int64_t depth, int64_t cols,
+                                                     float* dst) {
+  static_assert(NR % 8 == 0, "panels of whole 8-float vectors");
+  for (int64_t j0 = 0; j0 < cols; j0 += NR, b += NR, dst += NR * depth) {
+    const int64_t nr = std::min(NR, cols - j0);
+    if (nr == NR) {
+      for (int64_t k = 0; k < depth; ++k)
+        for (int64_t v = 0; v < NR; v += 8) _mm256_storeu_ps(dst + k * NR + v, _mm256_loadu_ps(b + k * ks + v));
+      continue;
+    }
+    const int64_t whole = nr / 8 * 8;
+    for (int64_t k = 0; k < depth; ++k) {
+      const float* src = b + k * ks;
+      float* out = dst + k * NR;
+      for (int64_t v = 0; v < whole; v += 8) _mm256_storeu_ps(out + v, _mm256_loadu_ps(src + v));
+      for (int64_t v = whole; v < NR; v += 8) _mm256_storeu_ps(out + v, _mm256_setzero_ps());
+      for (int64_t j = whole; j < nr; ++j) out[j] = src[j];
+    }
+  }
+}
+
+// pack_b_panels for float B. Columns that are contiguous (unit depth stride: the transposed
+// weight W^T of x W^T) make panels that are the transposes of those columns, which is what
 // pack_a_rows_avx makes of rows: the same code with columns for rows.
 template <int64_t NR>
 void pack_b_panels_f32_avx(const float* b, int64_t ks, int64_t cs, int64_t depth, int64_t cols, float* dst) {
   if (ks == 1 && cs != 1) {
     pack_a_rows_avx<NR>(b, cs, cols, depth, dst);
+  } else if (cs == 1 && ks != 1) {
+    pack_b_rows_avx<NR>(b, ks, depth, cols, dst);
   } else {
     pack_b_panels<float, NR>(b, ks, cs, depth, cols, dst);
   }
