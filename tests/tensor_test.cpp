@@ -15,8 +15,10 @@
 #include <vector>
 
 #include "../tensor/backend.h"
-#include "../tensor/cpu/cpu_allocator.h"
 #include "../tensor/build_info.h"
+#include "../tensor/cpu/blocked_sum.h"
+#include "../tensor/cpu/cpu_allocator.h"
+#include "../tensor/cpu/vec_math.h"
 #include "../tensor/creation.h"
 #include "../tensor/kernels.h"
 #include "../tensor/tensor.h"
@@ -1028,6 +1030,49 @@ TEST_CASE("float32 exp is within 2 ulp of std::exp over a dense sweep, special v
   CHECK(e[5] == inf);
   CHECK(e[6] == 0.0);
   CHECK(e[7] == 0.0);
+}
+
+TEST_CASE("the two 16-lane types (one 64-byte vector, two 32-byte halves) give the same bits") {
+  // Kernels run vf16 on AVX-512 machines and vf8x2 elsewhere; each machine's tests exercise only
+  // its own, so the two are compared here lane by lane, and against the scalar exp.
+  namespace v = mg::cpu::vec;
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> xs = {-inf, inf, std::nanf(""), 0.0f, -0.0f, 89.0f, -104.0f, -1e30f, 1e-40f, -87.5f};
+  for (int i = 0; xs.size() < 16 * 64 + 7; ++i) xs.push_back(-120.0f + 0.2137f * static_cast<float>(i));
+  const auto bits = [](float f) { return std::bit_cast<uint32_t>(f); };
+  int64_t mismatches = 0;
+  for (size_t i = 0; i + 16 <= xs.size(); i += 16) {
+    const float* p = xs.data() + i;
+    float wide[16], halves[16];
+    v::store16(wide, v::exp16<v::vf16>(v::load16<v::vf16>(p)));
+    v::store16(halves, v::exp16<v::vf8x2>(v::load16<v::vf8x2>(p)));
+    for (int j = 0; j < 16; ++j) {
+      const float scalar = v::exp_f32(p[j]);
+      if (bits(wide[j]) != bits(halves[j]) || bits(wide[j]) != bits(scalar)) ++mismatches;
+    }
+    const v::vf16 w = v::load16<v::vf16>(p) * 3.0f - 1.0f;
+    const v::vf8x2 h = v::load16<v::vf8x2>(p) * 3.0f - 1.0f;
+    CHECK(bits(v::hmax16(w)) == bits(v::hmax16(h)));
+    CHECK(std::bit_cast<uint64_t>(v::hsum16(w)) == std::bit_cast<uint64_t>(v::hsum16(h)));  // NaN in one block
+    float selected_w[16], selected_h[16];
+    v::store16(selected_w, v::max16<v::vf16>(w, v::splat16<v::vf16>(0.5f)));
+    v::store16(selected_h, v::max16<v::vf8x2>(h, v::splat16<v::vf8x2>(0.5f)));
+    for (int j = 0; j < 16; ++j) CHECK(bits(selected_w[j]) == bits(selected_h[j]));
+  }
+  CHECK(mismatches == 0);
+  // A long sum (several blocks and a scalar tail) in both lane types.
+  std::vector<float> long_row(3 * mg::cpu::kBlockedSumBlock + 21);
+  for (size_t i = 0; i < long_row.size(); ++i) long_row[i] = std::sin(static_cast<float>(i)) * 1e3f;
+  const float* row = long_row.data();
+  const auto scalar = [&](int64_t i) { return row[i]; };
+  const double sum_wide = mg::cpu::blocked_sum(
+      static_cast<int64_t>(long_row.size()), [&](int64_t i) { return v::load16<v::vf16>(row + i); }, scalar);
+  const double sum_halves = mg::cpu::blocked_sum(
+      static_cast<int64_t>(long_row.size()), [&](int64_t i) { return v::load16<v::vf8x2>(row + i); }, scalar);
+  CHECK(sum_wide == sum_halves);
+  double want = 0.0;
+  for (float f : long_row) want += f;
+  CHECK(std::abs(sum_wide - want) <= 1e-3 * std::abs(want) + 1.0);
 }
 
 TEST_CASE("float32 sigmoid, tanh, gelu_tanh and gelu_erf: vectorised and strided paths agree with float64") {

@@ -1,9 +1,9 @@
 #pragma once
 // The float32 row sum behind the fused row kernels (softmax, cross-entropy, layer norm): 16 float
-// lanes, summed to double every kBlockedSumBlock elements so that a long row keeps float32
-// rounding only per block, and the scalar tail added in double. Each caller gives the term of
-// element i twice, as a 16-lane vector starting at i and as one float, and every kernel built on
-// it rounds the same way.
+// lanes (of the type the lane term returns, vec_math.h), summed to double every kBlockedSumBlock
+// elements so that a long row keeps float32 rounding only per block, and the scalar tail added in
+// double. Each caller gives the term of element i twice, as a 16-lane vector starting at i and as
+// one float, and every kernel built on it rounds the same way.
 // Always inlined, and so must the terms be: a call out of a loop cloned per ISA (simd.h) would
 // run baseline code.
 #include <algorithm>
@@ -22,7 +22,7 @@ template <typename LaneTerm, typename ScalarTerm>
   int64_t i = 0;
   while (i + kVecWidth <= n) {
     const int64_t stop = std::min(n, i + kBlockedSumBlock);
-    vf16 lanes{};
+    decltype(lane_term(i)) lanes{};
     for (; i + kVecWidth <= stop; i += kVecWidth) lanes += lane_term(i);
     total += hsum16(lanes);
   }

@@ -36,8 +36,8 @@ template <typename T, typename LaneTerm, typename ScalarTerm>
   }
 }
 
-// The channel's mean and sum of squared deviations from it.
-template <typename T>
+// The channel's mean and sum of squared deviations from it. V: the lane type of float32 sums.
+template <typename T, typename V = vec::vf8x2>
 [[gnu::always_inline]] inline void channel_stats(const T* x, ChannelGeometry geo, double& mean, double& m2) {
   using namespace vec;
   double count = 0.0;
@@ -46,14 +46,14 @@ template <typename T>
   for (int64_t k = 0; k < geo.slices; ++k) {
     const T* p = x + k * geo.stride;
     const double slice_mean = slice_sum<T>(
-                                  geo.s, [&](auto i) __attribute__((always_inline)) { return load16(p + i); },
+                                  geo.s, [&](auto i) __attribute__((always_inline)) { return load16<V>(p + i); },
                                   [&](int64_t i) __attribute__((always_inline)) { return p[i]; }) /
                               s;
     const T center = static_cast<T>(slice_mean);
     double squares = slice_sum<T>(
         geo.s,
         [&](auto i) __attribute__((always_inline)) {
-          const vf16 d = load16(p + i) - center;
+          const V d = load16<V>(p + i) - center;
           return d * d;
         },
         [&](int64_t i) __attribute__((always_inline)) {
@@ -81,7 +81,7 @@ template <typename T>
 }
 
 // sum g and sum g * (x - mean) over the channel.
-template <typename T>
+template <typename T, typename V = vec::vf8x2>
 [[gnu::always_inline]] inline void channel_grad_sums(const T* x, const T* g, ChannelGeometry geo, T mean, double& sum_g,
                                                      double& sum_gc) {
   using namespace vec;
@@ -90,10 +90,10 @@ template <typename T>
     const T* p = x + k * geo.stride;
     const T* q = g + k * geo.stride;
     sum_g += slice_sum<T>(
-        geo.s, [&](auto i) __attribute__((always_inline)) { return load16(q + i); },
+        geo.s, [&](auto i) __attribute__((always_inline)) { return load16<V>(q + i); },
         [&](int64_t i) __attribute__((always_inline)) { return q[i]; });
     sum_gc += slice_sum<T>(
-        geo.s, [&](auto i) __attribute__((always_inline)) { return load16(q + i) * (load16(p + i) - mean); },
+        geo.s, [&](auto i) __attribute__((always_inline)) { return load16<V>(q + i) * (load16<V>(p + i) - mean); },
         [&](int64_t i) __attribute__((always_inline)) { return q[i] * (p[i] - mean); });
   }
 }
@@ -112,7 +112,10 @@ template <typename T>
 
 // The per-ISA clones (simd.h): the templates above are inlined into each.
 MG_VECTORIZE void channel_stats_f32(const float* x, ChannelGeometry geo, double& mean, double& m2) {
-  channel_stats(x, geo, mean, m2);
+  if (vec::wide_lanes())
+    channel_stats<float, vec::vf16>(x, geo, mean, m2);
+  else
+    channel_stats<float, vec::vf8x2>(x, geo, mean, m2);
 }
 MG_VECTORIZE void channel_normalise_f32(const float* x, float* out, ChannelGeometry geo, float mean, float scale,
                                         float shift) {
@@ -120,7 +123,10 @@ MG_VECTORIZE void channel_normalise_f32(const float* x, float* out, ChannelGeome
 }
 MG_VECTORIZE void channel_grad_sums_f32(const float* x, const float* g, ChannelGeometry geo, float mean, double& sum_g,
                                         double& sum_gc) {
-  channel_grad_sums(x, g, geo, mean, sum_g, sum_gc);
+  if (vec::wide_lanes())
+    channel_grad_sums<float, vec::vf16>(x, g, geo, mean, sum_g, sum_gc);
+  else
+    channel_grad_sums<float, vec::vf8x2>(x, g, geo, mean, sum_g, sum_gc);
 }
 MG_VECTORIZE void channel_grad_x_f32(const float* x, const float* g, float* dx, ChannelGeometry geo, float mean,
                                      float k_grad, float k_centered, float k_const) {

@@ -24,15 +24,20 @@ T finite_shift(T max) {
   return std::isinf(max) && max < 0 ? T(0) : max;
 }
 
-MG_VECTORIZE void cross_entropy_rows_f32(const float* x, const int64_t* target, int64_t ignore_index, float* loss,
-                                         float* lse, int64_t rows, int64_t classes) {
+template <typename V>
+[[gnu::always_inline]] inline void cross_entropy_rows_lanes(const float* x, const int64_t* target, int64_t ignore_index,
+                                                            float* loss, float* lse, int64_t rows, int64_t classes) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = x + r * classes;
-    const float max = finite_shift(row_max(in, classes));
-    const float shift = max + static_cast<float>(std::log(exp_sum(in, max, nullptr, classes)));
+    const float max = finite_shift(row_max<V>(in, classes));
+    const float shift = max + static_cast<float>(std::log(exp_sum<V>(in, max, nullptr, classes)));
     lse[r] = shift;
     loss[r] = target[r] == ignore_index ? 0.0f : shift - in[target[r]];
   }
+}
+MG_VECTORIZE void cross_entropy_rows_f32(const float* x, const int64_t* target, int64_t ignore_index, float* loss,
+                                         float* lse, int64_t rows, int64_t classes) {
+  MG_WITH_LANES(cross_entropy_rows_lanes, x, target, ignore_index, loss, lse, rows, classes);
 }
 
 void cross_entropy_rows_f64(const double* x, const int64_t* target, int64_t ignore_index, double* loss, double* lse,
@@ -50,9 +55,11 @@ void cross_entropy_rows_f64(const double* x, const int64_t* target, int64_t igno
   }
 }
 
-MG_VECTORIZE void cross_entropy_backward_rows_f32(const float* x, const int64_t* target, int64_t ignore_index,
-                                                  const float* lse, const float* grad, float* out, int64_t rows,
-                                                  int64_t classes) {
+template <typename V>
+[[gnu::always_inline]] inline void cross_entropy_backward_rows_lanes(const float* x, const int64_t* target,
+                                                                     int64_t ignore_index, const float* lse,
+                                                                     const float* grad, float* out, int64_t rows,
+                                                                     int64_t classes) {
   using namespace vec;
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = x + r * classes;
@@ -63,11 +70,16 @@ MG_VECTORIZE void cross_entropy_backward_rows_f32(const float* x, const int64_t*
     }
     const float shift = lse[r], g = grad[r];
     int64_t i = 0;
-    for (; i + kVecWidth <= classes; i += kVecWidth) store16(o + i, exp16(load16(in + i) - shift) * g);
+    for (; i + kVecWidth <= classes; i += kVecWidth) store16(o + i, exp16<V>(load16<V>(in + i) - shift) * g);
     for (; i < classes; ++i) o[i] = exp_f32(in[i] - shift) * g;
     const int64_t t = target[r];
     o[t] = (exp_f32(in[t] - shift) - 1.0f) * g;
   }
+}
+MG_VECTORIZE void cross_entropy_backward_rows_f32(const float* x, const int64_t* target, int64_t ignore_index,
+                                                  const float* lse, const float* grad, float* out, int64_t rows,
+                                                  int64_t classes) {
+  MG_WITH_LANES(cross_entropy_backward_rows_lanes, x, target, ignore_index, lse, grad, out, rows, classes);
 }
 
 void cross_entropy_backward_rows_f64(const double* x, const int64_t* target, int64_t ignore_index, const double* lse,

@@ -18,12 +18,12 @@ namespace mg::cpu {
 namespace {
 
 // sum((x[i] - center)^power), power 1 or 2.
-template <int Power>
+template <typename V, int Power>
 [[gnu::always_inline]] inline double centered_sum_f32(const float* x, int64_t n, float center) {
   return blocked_sum(
       n,
       [&](int64_t i) __attribute__((always_inline)) {
-        const vec::vf16 d = vec::load16(x + i) - center;
+        const V d = vec::load16<V>(x + i) - center;
         return Power == 1 ? d : d * d;
       },
       [&](int64_t i) __attribute__((always_inline)) {
@@ -32,14 +32,15 @@ template <int Power>
       });
 }
 
-MG_VECTORIZE void layer_norm_rows_f32(const float* x, const float* w, const float* b, float eps, float* out,
-                                      float* mean_out, float* rstd_out, int64_t rows, int64_t cols) {
-  using namespace vec;
+template <typename V>
+[[gnu::always_inline]] inline void layer_norm_rows_lanes(const float* x, const float* w, const float* b, float eps,
+                                                         float* out, float* mean_out, float* rstd_out, int64_t rows,
+                                                         int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = x + r * cols;
     float* o = out + r * cols;
-    const float mean = static_cast<float>(centered_sum_f32<1>(in, cols, 0.0f) / static_cast<double>(cols));
-    const float var = static_cast<float>(centered_sum_f32<2>(in, cols, mean) / static_cast<double>(cols));
+    const float mean = static_cast<float>(centered_sum_f32<V, 1>(in, cols, 0.0f) / static_cast<double>(cols));
+    const float var = static_cast<float>(centered_sum_f32<V, 2>(in, cols, mean) / static_cast<double>(cols));
     const float rstd = 1.0f / std::sqrt(var + eps);
     mean_out[r] = mean;
     rstd_out[r] = rstd;
@@ -53,6 +54,11 @@ MG_VECTORIZE void layer_norm_rows_f32(const float* x, const float* w, const floa
       for (int64_t i = 0; i < cols; ++i) o[i] = (in[i] - mean) * rstd;
     }
   }
+}
+
+MG_VECTORIZE void layer_norm_rows_f32(const float* x, const float* w, const float* b, float eps, float* out,
+                                      float* mean_out, float* rstd_out, int64_t rows, int64_t cols) {
+  MG_WITH_LANES(layer_norm_rows_lanes, x, w, b, eps, out, mean_out, rstd_out, rows, cols);
 }
 
 void layer_norm_rows_f64(const double* x, const double* w, const double* b, double eps, double* out, double* mean_out,

@@ -22,21 +22,26 @@ namespace mg::cpu {
 namespace {
 
 // rows rows of len elements, row r at x + r * ldx and y + r * ldy.
-MG_VECTORIZE void softmax_rows_f32(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t len,
-                                   bool log) {
+template <typename V>
+[[gnu::always_inline]] inline void softmax_rows_lanes(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows,
+                                                      int64_t len, bool log) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = x + r * ldx;
     float* out = y + r * ldy;
-    float max = row_max(in, len);
+    float max = row_max<V>(in, len);
     if (std::isinf(max) && max < 0) max = 0.0f;  // all -inf: avoid (-inf) - (-inf)
     if (log) {
-      const float shift = max + static_cast<float>(std::log(exp_sum(in, max, nullptr, len)));
+      const float shift = max + static_cast<float>(std::log(exp_sum<V>(in, max, nullptr, len)));
       for (int64_t i = 0; i < len; ++i) out[i] = in[i] - shift;
     } else {
-      const float scale = static_cast<float>(1.0 / exp_sum(in, max, out, len));
+      const float scale = static_cast<float>(1.0 / exp_sum<V>(in, max, out, len));
       for (int64_t i = 0; i < len; ++i) out[i] *= scale;
     }
   }
+}
+MG_VECTORIZE void softmax_rows_f32(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t len,
+                                   bool log) {
+  MG_WITH_LANES(softmax_rows_lanes, x, ldx, y, ldy, rows, len, log);
 }
 
 template <typename T>
@@ -90,30 +95,37 @@ void softmax_typed(const Tensor& x, int dim, bool log, const Tensor& out) {
 }
 
 // sum(a) (b null) or sum(a * b) over n contiguous floats.
+template <typename V>
 [[gnu::always_inline]] inline double dot_or_sum(const float* a, const float* b, int64_t n) {
   if (b == nullptr)
     return blocked_sum(
-        n, [&](int64_t i) __attribute__((always_inline)) { return vec::load16(a + i); },
+        n, [&](int64_t i) __attribute__((always_inline)) { return vec::load16<V>(a + i); },
         [&](int64_t i) __attribute__((always_inline)) { return a[i]; });
   return blocked_sum(
-      n, [&](int64_t i) __attribute__((always_inline)) { return vec::load16(a + i) * vec::load16(b + i); },
+      n, [&](int64_t i) __attribute__((always_inline)) { return vec::load16<V>(a + i) * vec::load16<V>(b + i); },
       [&](int64_t i) __attribute__((always_inline)) { return a[i] * b[i]; });
 }
 
-MG_VECTORIZE void softmax_backward_rows_f32(const float* y, int64_t ldy, const float* g, int64_t ldg, float* out,
-                                            int64_t ldo, int64_t rows, int64_t len, bool log) {
+template <typename V>
+[[gnu::always_inline]] inline void softmax_backward_rows_lanes(const float* y, int64_t ldy, const float* g, int64_t ldg,
+                                                               float* out, int64_t ldo, int64_t rows, int64_t len,
+                                                               bool log) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* yr = y + r * ldy;
     const float* gr = g + r * ldg;
     float* o = out + r * ldo;
     if (log) {
-      const float s = static_cast<float>(dot_or_sum(gr, nullptr, len));
+      const float s = static_cast<float>(dot_or_sum<V>(gr, nullptr, len));
       for (int64_t i = 0; i < len; ++i) o[i] = gr[i] - vec::exp_f32(yr[i]) * s;
     } else {
-      const float s = static_cast<float>(dot_or_sum(gr, yr, len));
+      const float s = static_cast<float>(dot_or_sum<V>(gr, yr, len));
       for (int64_t i = 0; i < len; ++i) o[i] = yr[i] * (gr[i] - s);
     }
   }
+}
+MG_VECTORIZE void softmax_backward_rows_f32(const float* y, int64_t ldy, const float* g, int64_t ldg, float* out,
+                                            int64_t ldo, int64_t rows, int64_t len, bool log) {
+  MG_WITH_LANES(softmax_backward_rows_lanes, y, ldy, g, ldg, out, ldo, rows, len, log);
 }
 
 template <typename T>

@@ -1,7 +1,7 @@
 #pragma once
 // The two row reductions behind every fused softmax-like kernel (softmax, log_softmax,
-// cross-entropy): the maximum of a float32 row and sum(exp(x - shift)), vectorised over 16 lanes.
-// Always inlined: a call out of a loop cloned per ISA (simd.h) would run baseline code.
+// cross-entropy): the maximum of a float32 row and sum(exp(x - shift)), vectorised over 16 lanes
+// of lane type V (vec_math.h). Always inlined: a call out of a loop cloned per ISA (simd.h) would run baseline code.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -11,22 +11,24 @@
 
 namespace mg::cpu {
 
+template <typename V>
 [[gnu::always_inline]] inline float row_max(const float* x, int64_t n) {
   using namespace vec;
-  vf16 lanes = splat16(-std::numeric_limits<float>::infinity());
+  V lanes = splat16<V>(-std::numeric_limits<float>::infinity());
   int64_t i = 0;
-  for (; i + kVecWidth <= n; i += kVecWidth) lanes = max16(load16(x + i), lanes);
+  for (; i + kVecWidth <= n; i += kVecWidth) lanes = max16<V>(load16<V>(x + i), lanes);
   float m = hmax16(lanes);
   for (; i < n; ++i) m = x[i] > m ? x[i] : m;
   return m;
 }
 
 // sum(exp(x - shift)), storing the terms in y when y is not null.
+template <typename V>
 [[gnu::always_inline]] inline double exp_sum(const float* x, float shift, float* y, int64_t n) {
   return blocked_sum(
       n,
       [&](int64_t i) __attribute__((always_inline)) {
-        const vec::vf16 e = vec::exp16(vec::load16(x + i) - shift);
+        const V e = vec::exp16<V>(vec::load16<V>(x + i) - shift);
         if (y != nullptr) vec::store16(y + i, e);
         return e;
       },

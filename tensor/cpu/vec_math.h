@@ -14,6 +14,8 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 
 namespace mg::cpu::vec {
 
@@ -113,9 +115,15 @@ namespace mg::cpu::vec {
   return x * (0.5f * erfc_z);
 }
 
-// 16 floats as one value (GCC/Clang vector extensions): lowered to one AVX-512, two AVX2 or
-// four SSE registers, whichever the enclosing clone targets. For reductions, which the
-// auto-vectoriser will not reassociate.
+// 16 float lanes as one value (GCC/Clang vector extensions), for reductions, which the
+// auto-vectoriser will not reassociate. Two representations of the same lanes:
+//   vf16   one 64-byte vector: one register in an AVX-512 clone. Without AVX-512 the compiler has
+//          no machine mode for it and keeps it in memory, storing and reloading it around every
+//          operation (the AVX2 clone of softmax ran at a tenth of its AVX-512 rate per lane).
+//   vf8x2  two 32-byte vectors: two registers in an AVX2 clone.
+// The kernels are templates on the lane type and pick one at run time (wide_lanes()); lane j is
+// the same element either way and every reduction adds the lanes in the same order, so both give
+// the same bits.
 // The helpers are always inlined into the (cloned) loops, so the calling convention for 64-byte
 // vectors, which differs with and without AVX-512 (g++'s -Wpsabi note, raised at every use),
 // never applies. The note is off for the files that include this header: CPU kernels only. For
@@ -127,54 +135,154 @@ namespace mg::cpu::vec {
 #endif
 using vf16 = float __attribute__((vector_size(64)));
 using vi16 = int32_t __attribute__((vector_size(64)));
+using vf8 = float __attribute__((vector_size(32)));
+using vi8 = int32_t __attribute__((vector_size(32)));
 constexpr int kVecWidth = 16;
 
-[[gnu::always_inline]] inline vf16 load16(const float* p) {
-  vf16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
+// Unaligned views for loads and stores: one vector move in the clone's ISA, where a memcpy of a
+// vector is expanded before the function is cloned, for the baseline ISA.
+using vf16_unaligned = float __attribute__((vector_size(64), aligned(4), may_alias));
+using vf8_unaligned = float __attribute__((vector_size(32), aligned(4), may_alias));
+
+struct vi8x2 {
+  vi8 lo, hi;
+};
+struct vf8x2 {
+  vf8 lo, hi;
+};
+
+#define MG_LANES_OP(T, S, op)                                                                                  \
+  [[gnu::always_inline]] inline T operator op(const T& a, const T& b) { return {a.lo op b.lo, a.hi op b.hi}; } \
+  [[gnu::always_inline]] inline T operator op(const T& a, S b) { return {a.lo op b, a.hi op b}; }              \
+  [[gnu::always_inline]] inline T operator op(S a, const T& b) { return {a op b.lo, a op b.hi}; }
+#define MG_LANES_COMPARE(op)                                                        \
+  [[gnu::always_inline]] inline vi8x2 operator op(const vf8x2& a, const vf8x2& b) { \
+    return {a.lo op b.lo, a.hi op b.hi};                                            \
+  }                                                                                 \
+  [[gnu::always_inline]] inline vi8x2 operator op(const vf8x2& a, float b) { return {a.lo op b, a.hi op b}; }
+MG_LANES_OP(vf8x2, float, +)
+MG_LANES_OP(vf8x2, float, -)
+MG_LANES_OP(vf8x2, float, *)
+MG_LANES_OP(vf8x2, float, /)
+MG_LANES_OP(vi8x2, int32_t, +)
+MG_LANES_OP(vi8x2, int32_t, -)
+MG_LANES_OP(vi8x2, int32_t, &)
+MG_LANES_OP(vi8x2, int32_t, |)
+MG_LANES_COMPARE(<)
+MG_LANES_COMPARE(>)
+MG_LANES_COMPARE(==)
+MG_LANES_COMPARE(!=)
+#undef MG_LANES_OP
+#undef MG_LANES_COMPARE
+[[gnu::always_inline]] inline vi8x2 operator~(const vi8x2& a) { return {~a.lo, ~a.hi}; }
+[[gnu::always_inline]] inline vi8x2 operator>>(const vi8x2& a, int b) { return {a.lo >> b, a.hi >> b}; }
+[[gnu::always_inline]] inline vi8x2 operator<<(const vi8x2& a, int b) { return {a.lo << b, a.hi << b}; }
+[[gnu::always_inline]] inline vf8x2& operator+=(vf8x2& a, const vf8x2& b) { return a = a + b; }
+
+// Whether this CPU has AVX-512, where the 16 lanes are one register (vf16).
+inline bool wide_lanes() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool wide = __builtin_cpu_supports("avx512f");
+  return wide;
+#else
+  return false;
+#endif
 }
-[[gnu::always_inline]] inline void store16(float* p, const vf16& v) { std::memcpy(p, &v, sizeof v); }
-[[gnu::always_inline]] inline vf16 splat16(float x) { return vf16{} + x; }
-[[gnu::always_inline]] inline vf16 select16(const vi16& mask, const vf16& a, const vf16& b) {
-  return __builtin_bit_cast(vf16, (__builtin_bit_cast(vi16, a) & mask) | (__builtin_bit_cast(vi16, b) & ~mask));
+
+// Calls fn<V>(args...) with this CPU's lane type; inside a cloned function, fn must be always
+// inlined so that it is compiled for the clone's ISA.
+#define MG_WITH_LANES(fn, ...) \
+  (::mg::cpu::vec::wide_lanes() ? fn<::mg::cpu::vec::vf16>(__VA_ARGS__) : fn<::mg::cpu::vec::vf8x2>(__VA_ARGS__))
+
+template <typename V>
+[[gnu::always_inline]] inline V load16(const float* p) {
+  if constexpr (std::is_same_v<V, vf16>) {
+    return *reinterpret_cast<const vf16_unaligned*>(p);
+  } else {
+    return {*reinterpret_cast<const vf8_unaligned*>(p), *reinterpret_cast<const vf8_unaligned*>(p + 8)};
+  }
 }
-[[gnu::always_inline]] inline vf16 max16(const vf16& a, const vf16& b) { return select16(a > b, a, b); }
+[[gnu::always_inline]] inline void store16(float* p, const vf16& v) { *reinterpret_cast<vf16_unaligned*>(p) = v; }
+[[gnu::always_inline]] inline void store16(float* p, const vf8x2& v) {
+  *reinterpret_cast<vf8_unaligned*>(p) = v.lo;
+  *reinterpret_cast<vf8_unaligned*>(p + 8) = v.hi;
+}
+template <typename V>
+[[gnu::always_inline]] inline V splat16(float x) {
+  if constexpr (std::is_same_v<V, vf16>) {
+    return vf16{} + x;
+  } else {
+    return {vf8{} + x, vf8{} + x};
+  }
+}
+// The integer lanes of a float lane type: what its comparisons give.
+template <typename V>
+using int_lanes = decltype(std::declval<V>() < 0.0f);
+
+template <typename V>
+[[gnu::always_inline]] inline V select16(const int_lanes<V>& mask, const V& a, const V& b) {
+  using I = int_lanes<V>;
+  return __builtin_bit_cast(V, (__builtin_bit_cast(I, a) & mask) | (__builtin_bit_cast(I, b) & ~mask));
+}
+template <typename V>
+[[gnu::always_inline]] inline V max16(const V& a, const V& b) {
+  return select16<V>(a > b, a, b);
+}
 
 // exp_f32 on 16 lanes, the same operations in the same order (identical results).
-[[gnu::always_inline]] inline vf16 exp16(const vf16& x) {
-  vf16 xc = select16(x < -104.0f, splat16(-104.0f), x);
-  xc = select16(xc > 89.0f, splat16(89.0f), xc);
+template <typename V>
+[[gnu::always_inline]] inline V exp16(const V& x) {
+  using I = int_lanes<V>;
+  V xc = select16<V>(x < -104.0f, splat16<V>(-104.0f), x);
+  xc = select16<V>(xc > 89.0f, splat16<V>(89.0f), xc);
   constexpr float kShifter = 12582912.0f;
-  const vf16 shifted = xc * 1.44269504088896341f + kShifter;
-  const vf16 n = shifted - kShifter;
-  const vi16 ni = __builtin_bit_cast(vi16, shifted) - std::bit_cast<int32_t>(kShifter);
-  vf16 r = xc - n * 0.693359375f;
+  const V shifted = xc * 1.44269504088896341f + kShifter;
+  const V n = shifted - kShifter;
+  const I ni = __builtin_bit_cast(I, shifted) - std::bit_cast<int32_t>(kShifter);
+  V r = xc - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
-  const vf16 r2 = r * r;
-  vf16 p = splat16(1.9875691500e-4f);
+  const V r2 = r * r;
+  V p = splat16<V>(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r2 + r + 1.0f;
-  const vi16 n1 = ni >> 1;
-  const vi16 n2 = ni - n1;
-  const vf16 s1 = __builtin_bit_cast(vf16, (n1 + 127) << 23);
-  const vf16 s2 = __builtin_bit_cast(vf16, (n2 + 127) << 23);
-  const vf16 y = p * s1 * s2;
-  return select16(x != x, x, y);
+  const I n1 = ni >> 1;
+  const I n2 = ni - n1;
+  const V s1 = __builtin_bit_cast(V, (n1 + 127) << 23);
+  const V s2 = __builtin_bit_cast(V, (n2 + 127) << 23);
+  const V y = p * s1 * s2;
+  return select16<V>(x != x, x, y);
 }
 
 [[gnu::always_inline]] inline float hmax16(const vf16& v) {
   float m = v[0];
+#pragma GCC unroll 16
   for (int j = 1; j < kVecWidth; ++j) m = v[j] > m ? v[j] : m;
+  return m;
+}
+[[gnu::always_inline]] inline float hmax16(const vf8x2& v) {
+  float m = v.lo[0];
+#pragma GCC unroll 8
+  for (int j = 1; j < 8; ++j) m = v.lo[j] > m ? v.lo[j] : m;
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) m = v.hi[j] > m ? v.hi[j] : m;
   return m;
 }
 [[gnu::always_inline]] inline double hsum16(const vf16& v) {
   double s = 0.0;
+#pragma GCC unroll 16
   for (int j = 0; j < kVecWidth; ++j) s += static_cast<double>(v[j]);
+  return s;
+}
+[[gnu::always_inline]] inline double hsum16(const vf8x2& v) {
+  double s = 0.0;
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) s += static_cast<double>(v.lo[j]);
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) s += static_cast<double>(v.hi[j]);
   return s;
 }
 
