@@ -245,8 +245,10 @@ MG_VECTORIZE void mul_f32(float* o, const float* x, const float* y, int64_t n) {
 MG_VECTORIZE void div_f32(float* o, const float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) o[i] = x[i] / y[i];
 }
+// x * (y > 0 ? 1 : 0), the same bits as y > 0 ? x : x * 0 (x * 1 is x, NaN and -0 included)
+// without a branch: the ?: form stayed a scalar loop with a branch in the AVX2 clone.
 MG_VECTORIZE void mul_positive_mask_f32(float* o, const float* x, const float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) o[i] = y[i] > 0.0f ? x[i] : x[i] * 0.0f;
+  for (int64_t i = 0; i < n; ++i) o[i] = x[i] * vec::select_f32(y[i] > 0.0f, 1.0f, 0.0f);
 }
 MG_VECTORIZE void add_scalar_f32(float* o, const float* x, float y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) o[i] = x[i] + y;
