@@ -1,7 +1,9 @@
 // AVX2 + FMA GEMM micro-kernels: 6 x 2 ymm accumulators, 2 loads of B and one broadcast of A per
-// k step, 15 of the 16 ymm registers. Edge tiles run an instantiation with fewer rows; partial
-// columns store the vectors that fit and the last partial one through a small local copy (AVX2's
-// masked stores are microcode on AMD; B is always packed and zero-padded here).
+// k step, 15 of the 16 ymm registers. Edge tiles run an instantiation with fewer rows, and with
+// fewer columns one that loads only the vectors holding them, the last under a mask; they store
+// whole vectors where they fit and the rest through a small local copy (masked loads are cheap,
+// masked stores are microcode on AMD). A small float B with unit column stride is read in place
+// (direct_b), as the AVX-512 kernels do: packing it cost about as much as the product.
 #include "cpu_gemm_kernels.h"
 #include "cpu_gemm_pack.h"
 
@@ -27,6 +29,12 @@ struct Vec<float> {
   MG_AVX2 static Reg load(const float* p) { return _mm256_load_ps(p); }
   MG_AVX2 static Reg loadu(const float* p) { return _mm256_loadu_ps(p); }
   MG_AVX2 static Reg broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  // The first `count` lanes, zeros after; never reads past them (masked loads are fast on AMD
+  // too, unlike masked stores).
+  MG_AVX2 static Reg load_first(const float* p, int64_t count) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), lanes));
+  }
   MG_AVX2 static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
   MG_AVX2 static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
   MG_AVX2 static void storeu(float* p, Reg v) { _mm256_storeu_ps(p, v); }
@@ -40,16 +48,24 @@ struct Vec<double> {
   MG_AVX2 static Reg load(const double* p) { return _mm256_load_pd(p); }
   MG_AVX2 static Reg loadu(const double* p) { return _mm256_loadu_pd(p); }
   MG_AVX2 static Reg broadcast(const double* p) { return _mm256_broadcast_sd(p); }
+  MG_AVX2 static Reg load_first(const double* p, int64_t count) {
+    const __m256i lanes = _mm256_setr_epi64x(0, 1, 2, 3);
+    return _mm256_maskload_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(count), lanes));
+  }
   MG_AVX2 static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_pd(a, b, c); }
   MG_AVX2 static Reg add(Reg a, Reg b) { return _mm256_add_pd(a, b); }
   MG_AVX2 static void storeu(double* p, Reg v) { _mm256_storeu_pd(p, v); }
 };
 
-template <typename T, int64_t MR, int64_t NR, int64_t M>
+// M of the MR rows (M < MR only on the bottom edge), nr of the NR columns. A packed B panel is
+// zero-padded to NR columns; B read in place (ldb its row stride, float only) has just nr, so
+// an edge tile loads only the NVA vectors holding columns, the last one partly when Partial.
+template <typename T, int64_t MR, int64_t NR, int64_t M, int64_t NVA = NR / Vec<T>::kWidth, bool Partial = false>
 MG_AVX2 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t nr,
                        bool accumulate) {
   using V = Vec<T>;
-  constexpr int64_t NV = NR / V::kWidth;
+  constexpr int64_t NV = NVA;
+  const int64_t last_lanes = nr - (NV - 1) * V::kWidth;
   typename V::Reg acc[M][NV];
 #pragma GCC unroll 8
   for (int64_t i = 0; i < M; ++i) {
@@ -67,7 +83,13 @@ MG_AVX2 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, in
   for (int64_t k = 0; k < kc; ++k, a += MR, b += ldb) {
     typename V::Reg bv[NV];
 #pragma GCC unroll 4
-    for (int64_t j = 0; j < NV; ++j) bv[j] = V::load(b + j * V::kWidth);
+    for (int64_t j = 0; j < NV; ++j) {
+      if constexpr (Partial) {
+        bv[j] = j == NV - 1 ? V::load_first(b + j * V::kWidth, last_lanes) : V::loadu(b + j * V::kWidth);
+      } else {
+        bv[j] = V::loadu(b + j * V::kWidth);
+      }
+    }
 #pragma GCC unroll 8
     for (int64_t i = 0; i < M; ++i) {
       const typename V::Reg av = V::broadcast(a + i);
@@ -76,7 +98,7 @@ MG_AVX2 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, in
     }
   }
 
-  if (nr == NR) {
+  if (nr == NV * V::kWidth) {
 #pragma GCC unroll 8
     for (int64_t i = 0; i < M; ++i) {
       T* ci = c + i * ldc;
@@ -110,21 +132,30 @@ MG_AVX2 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, in
 template <typename T, int64_t MR, int64_t NR>
 struct Tile {
   using Fn = void (*)(int64_t, const T*, const T*, int64_t, T*, int64_t, int64_t, bool);
-  template <size_t... I>
+  template <int64_t NVA, bool Partial, size_t... I>
   static constexpr std::array<Fn, MR> table(std::index_sequence<I...>) {
-    return {&tile_rows<T, MR, NR, static_cast<int64_t>(I) + 1>...};
+    return {&tile_rows<T, MR, NR, static_cast<int64_t>(I) + 1, NVA, Partial>...};
   }
-  static constexpr std::array<Fn, MR> kByRows = table(std::make_index_sequence<MR>{});
+  template <int64_t NVA, bool Partial>
+  static constexpr std::array<Fn, MR> kByRows = table<NVA, Partial>(std::make_index_sequence<MR>{});
 
   static void run(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t mr, int64_t nr,
                   bool accumulate) {
-    kByRows[static_cast<size_t>(mr - 1)](kc, a, b, ldb, c, ldc, nr, accumulate);
+    // Edge tiles read only their columns whether B is packed or not: a B read in place may end
+    // right after them.
+    const auto rows = static_cast<size_t>(mr - 1);
+    constexpr int64_t W = Vec<T>::kWidth;
+    static_assert(NR == 2 * W, "edge dispatch below assumes two vectors per row");
+    if (nr == NR) return kByRows<2, false>[rows](kc, a, b, ldb, c, ldc, nr, accumulate);
+    if (nr < W) return kByRows<1, true>[rows](kc, a, b, ldb, c, ldc, nr, accumulate);
+    if (nr == W) return kByRows<1, false>[rows](kc, a, b, ldb, c, ldc, nr, accumulate);
+    return kByRows<2, true>[rows](kc, a, b, ldb, c, ldc, nr, accumulate);
   }
 };
 
 const GemmKernels kAvx2{
     "avx2",
-    {6, 16, 6 * 32, 256, 4096, &Tile<float, 6, 16>::run, false, &pack_a_panels_f32_avx<6>, &pack_b_panels_f32_avx<16>},
+    {6, 16, 6 * 32, 256, 4096, &Tile<float, 6, 16>::run, true, &pack_a_panels_f32_avx<6>, &pack_b_panels_f32_avx<16>},
     {6, 8, 6 * 16, 256, 2048, &Tile<double, 6, 8>::run, false, &pack_a_panels<double, 6>, &pack_b_panels<double, 8>},
 };
 
