@@ -80,6 +80,7 @@ MG_AVX2 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, in
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
   }
 
+#pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k, a += MR, b += ldb) {
     typename V::Reg bv[NV];
 #pragma GCC unroll 4
