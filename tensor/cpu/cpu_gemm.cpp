@@ -42,6 +42,10 @@ constexpr int64_t kDirectBBytes = 128 << 10;
 // for a 3x3 convolution over a 3x3 or 7x7 image, packing the weight cost more than the product.
 constexpr int64_t kPackedWholeABytes = 1 << 20;
 
+// Kernels that can read A in place do so when all of it fits in L1 (a small model's activations
+// or weights): packing it cost about as much as the product (W-sin: 7% of its step).
+constexpr int64_t kDirectABytes = 32 << 10;
+
 const GemmKernels* kernels_named(std::string_view name) {
   if (name == "avx512") return gemm_kernels_avx512();
   if (name == "avx2") return gemm_kernels_avx2();
@@ -139,6 +143,8 @@ void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, i
   const int64_t padded_rows = row_tiles * MR;
   const bool whole_a = A.sb == 0 && (sum_batch ? batch : batch * col_blocks) > 1 &&
                        padded_rows * k * static_cast<int64_t>(sizeof(T)) <= kPackedWholeABytes;
+  const bool direct_a =
+      kr.tile_direct_a != nullptr && !whole_a && m * k * static_cast<int64_t>(sizeof(T)) <= kDirectABytes;
 
   auto run = [&](int64_t begin, int64_t end) {
     T* bbuf = direct_b ? nullptr : t_pack_b.get<T>(KC * ceil_div(NC, NR) * NR);
@@ -182,14 +188,21 @@ void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, i
           for (int64_t i0 = r0; i0 < r1; i0 += MC) {
             const int64_t mc = std::min(MC, r1 - i0);
             const T* ap = abuf + (whole_a ? p0 * chunk_rows + (i0 - r0) * kc : 0);
-            if (!whole_a) kr.pack_a(a + i0 * A.sr + p0 * A.sc, A.sr, A.sc, mc, kc, abuf);
+            if (!whole_a && !direct_a) kr.pack_a(a + i0 * A.sr + p0 * A.sc, A.sr, A.sc, mc, kc, abuf);
             const int64_t ldb = direct_b ? B.sr : NR;
             for (int64_t jr = 0; jr < nc; jr += NR) {
               const T* bp = direct_b ? bsrc + jr : bbuf + jr * kc;
               T* cj = c + i0 * n + j0 + jr;
               const int64_t nr = std::min(NR, nc - jr);
-              for (int64_t ir = 0; ir < mc; ir += MR)
-                kr.tile(kc, ap + ir * kc, bp, ldb, cj + ir * n, n, std::min(MR, mc - ir), nr, p0 > 0 || bi > first);
+              for (int64_t ir = 0; ir < mc; ir += MR) {
+                const bool accumulate = p0 > 0 || bi > first;
+                if (direct_a) {
+                  kr.tile_direct_a(kc, a + (i0 + ir) * A.sr + p0 * A.sc, A.sr, A.sc, bp, ldb, cj + ir * n, n,
+                                   std::min(MR, mc - ir), nr, accumulate);
+                } else {
+                  kr.tile(kc, ap + ir * kc, bp, ldb, cj + ir * n, n, std::min(MR, mc - ir), nr, accumulate);
+                }
+              }
             }
           }
         }

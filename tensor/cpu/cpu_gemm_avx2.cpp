@@ -60,10 +60,12 @@ struct Vec<double> {
 // M of the MR rows (M < MR only on the bottom edge), nr of the NR columns. A packed B panel is
 // zero-padded to NR columns; B read in place (ldb its row stride, float only) has just nr, so
 // an edge tile loads only the NVA vectors holding columns, the last one partly when Partial.
-template <typename T, int64_t MR, int64_t NR, int64_t M, int64_t NVA = NR / Vec<T>::kWidth, bool Partial = false>
-MG_AVX2 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t nr,
-                       bool accumulate) {
+// A is a packed panel, or with DirectA A itself, element (i, k) at a + i * ars + k * aks.
+template <typename T, int64_t MR, int64_t NR, int64_t M, int64_t NVA, bool Partial, bool DirectA>
+MG_AVX2 void tile_rows(int64_t kc, const T* a, int64_t ars, int64_t aks, const T* b, int64_t ldb, T* c, int64_t ldc,
+                       int64_t nr, bool accumulate) {
   using V = Vec<T>;
+  const int64_t rs = DirectA ? ars : 1, ks = DirectA ? aks : MR;
   constexpr int64_t NV = NVA;
   const int64_t last_lanes = nr - (NV - 1) * V::kWidth;
   typename V::Reg acc[M][NV];
@@ -81,7 +83,7 @@ MG_AVX2 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, in
   }
 
 #pragma GCC unroll 4
-  for (int64_t k = 0; k < kc; ++k, a += MR, b += ldb) {
+  for (int64_t k = 0; k < kc; ++k, a += ks, b += ldb) {
     typename V::Reg bv[NV];
 #pragma GCC unroll 4
     for (int64_t j = 0; j < NV; ++j) {
@@ -93,7 +95,7 @@ MG_AVX2 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, in
     }
 #pragma GCC unroll 8
     for (int64_t i = 0; i < M; ++i) {
-      const typename V::Reg av = V::broadcast(a + i);
+      const typename V::Reg av = V::broadcast(a + i * rs);
 #pragma GCC unroll 4
       for (int64_t j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
     }
@@ -132,32 +134,44 @@ MG_AVX2 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, in
 
 template <typename T, int64_t MR, int64_t NR>
 struct Tile {
-  using Fn = void (*)(int64_t, const T*, const T*, int64_t, T*, int64_t, int64_t, bool);
-  template <int64_t NVA, bool Partial, size_t... I>
+  using Fn = void (*)(int64_t, const T*, int64_t, int64_t, const T*, int64_t, T*, int64_t, int64_t, bool);
+  template <int64_t NVA, bool Partial, bool DirectA, size_t... I>
   static constexpr std::array<Fn, MR> table(std::index_sequence<I...>) {
-    return {&tile_rows<T, MR, NR, static_cast<int64_t>(I) + 1, NVA, Partial>...};
+    return {&tile_rows<T, MR, NR, static_cast<int64_t>(I) + 1, NVA, Partial, DirectA>...};
   }
-  template <int64_t NVA, bool Partial>
-  static constexpr std::array<Fn, MR> kByRows = table<NVA, Partial>(std::make_index_sequence<MR>{});
+  template <int64_t NVA, bool Partial, bool DirectA>
+  static constexpr std::array<Fn, MR> kByRows = table<NVA, Partial, DirectA>(std::make_index_sequence<MR>{});
 
-  static void run(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t mr, int64_t nr,
-                  bool accumulate) {
-    // Edge tiles read only their columns whether B is packed or not: a B read in place may end
-    // right after them.
+  // Edge tiles read only their columns whether B is packed or not: a B read in place may end
+  // right after them.
+  template <bool DirectA>
+  static void dispatch(int64_t kc, const T* a, int64_t ars, int64_t aks, const T* b, int64_t ldb, T* c, int64_t ldc,
+                       int64_t mr, int64_t nr, bool accumulate) {
     const auto rows = static_cast<size_t>(mr - 1);
     constexpr int64_t W = Vec<T>::kWidth;
     static_assert(NR == 2 * W, "edge dispatch below assumes two vectors per row");
-    if (nr == NR) return kByRows<2, false>[rows](kc, a, b, ldb, c, ldc, nr, accumulate);
-    if (nr < W) return kByRows<1, true>[rows](kc, a, b, ldb, c, ldc, nr, accumulate);
-    if (nr == W) return kByRows<1, false>[rows](kc, a, b, ldb, c, ldc, nr, accumulate);
-    return kByRows<2, true>[rows](kc, a, b, ldb, c, ldc, nr, accumulate);
+    const auto fn = nr == NR  ? kByRows<2, false, DirectA>[rows]
+                    : nr < W  ? kByRows<1, true, DirectA>[rows]
+                    : nr == W ? kByRows<1, false, DirectA>[rows]
+                              : kByRows<2, true, DirectA>[rows];
+    fn(kc, a, ars, aks, b, ldb, c, ldc, nr, accumulate);
+  }
+  static void run(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t mr, int64_t nr,
+                  bool accumulate) {
+    dispatch<false>(kc, a, 1, MR, b, ldb, c, ldc, mr, nr, accumulate);
+  }
+  static void run_direct_a(int64_t kc, const T* a, int64_t ars, int64_t aks, const T* b, int64_t ldb, T* c, int64_t ldc,
+                           int64_t mr, int64_t nr, bool accumulate) {
+    dispatch<true>(kc, a, ars, aks, b, ldb, c, ldc, mr, nr, accumulate);
   }
 };
 
 const GemmKernels kAvx2{
     "avx2",
-    {6, 16, 6 * 32, 256, 4096, &Tile<float, 6, 16>::run, true, &pack_a_panels_f32_avx<6>, &pack_b_panels_f32_avx<16>},
-    {6, 8, 6 * 16, 256, 2048, &Tile<double, 6, 8>::run, false, &pack_a_panels<double, 6>, &pack_b_panels<double, 8>},
+    {6, 16, 6 * 32, 256, 4096, &Tile<float, 6, 16>::run, true, &pack_a_panels_f32_avx<6>, &pack_b_panels_f32_avx<16>,
+     &Tile<float, 6, 16>::run_direct_a},
+    {6, 8, 6 * 16, 256, 2048, &Tile<double, 6, 8>::run, false, &pack_a_panels<double, 6>, &pack_b_panels<double, 8>,
+     nullptr},
 };
 
 }  // namespace

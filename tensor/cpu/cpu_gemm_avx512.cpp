@@ -170,9 +170,9 @@ constexpr int64_t kMrF64 = 14, kNrF64 = 16;
 const GemmKernels kAvx512{
     "avx512",
     {kMrF32, kNrF32, 14 * 24, 256, 4096, &Tile<float, kMrF32, kNrF32>::run, true, &pack_a_panels_f32_avx<kMrF32>,
-     &pack_b_panels_f32_avx<kNrF32>},
+     &pack_b_panels_f32_avx<kNrF32>, nullptr},
     {kMrF64, kNrF64, 14 * 12, 256, 2048, &Tile<double, kMrF64, kNrF64>::run, true, &pack_a_panels<double, kMrF64>,
-     &pack_b_panels<double, kNrF64>},
+     &pack_b_panels<double, kNrF64>, nullptr},
 };
 
 }  // namespace

@@ -26,8 +26,8 @@ void tile(int64_t kc, const T* __restrict a, const T* __restrict b, int64_t ldb,
 
 const GemmKernels kGeneric{
     "generic",
-    {4, 8, 64, 256, 512, &tile<float, 4, 8>, false, &pack_a_panels<float, 4>, &pack_b_panels<float, 8>},
-    {4, 4, 64, 256, 512, &tile<double, 4, 4>, false, &pack_a_panels<double, 4>, &pack_b_panels<double, 4>},
+    {4, 8, 64, 256, 512, &tile<float, 4, 8>, false, &pack_a_panels<float, 4>, &pack_b_panels<float, 8>, nullptr},
+    {4, 4, 64, 256, 512, &tile<double, 4, 4>, false, &pack_a_panels<double, 4>, &pack_b_panels<double, 4>, nullptr},
 };
 
 }  // namespace

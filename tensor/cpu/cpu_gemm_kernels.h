@@ -22,6 +22,10 @@ struct GemmKernel {
   // (strides ks, cs) into this->nr-column panels; both k-major and zero-padded.
   void (*pack_a)(const T* a, int64_t rs, int64_t ks, int64_t rows, int64_t depth, T* dst);
   void (*pack_b)(const T* b, int64_t ks, int64_t cs, int64_t depth, int64_t cols, T* dst);
+  // tile with A read in place, element (i, k) at a + i * ars + k * aks, for an A small enough
+  // that packing it would cost about as much as the product; null where the set has none.
+  void (*tile_direct_a)(int64_t kc, const T* a, int64_t ars, int64_t aks, const T* b, int64_t ldb, T* c, int64_t ldc,
+                        int64_t mr, int64_t nr, bool accumulate);
 };
 
 struct GemmKernels {
