@@ -26,7 +26,6 @@ struct Vec<float> {
   using Reg = __m256;
   static constexpr int64_t kWidth = 8;
   MG_AVX2 static Reg zero() { return _mm256_setzero_ps(); }
-  MG_AVX2 static Reg load(const float* p) { return _mm256_load_ps(p); }
   MG_AVX2 static Reg loadu(const float* p) { return _mm256_loadu_ps(p); }
   MG_AVX2 static Reg broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   // The first `count` lanes, zeros after; never reads past them (masked loads are fast on AMD
@@ -45,7 +44,6 @@ struct Vec<double> {
   using Reg = __m256d;
   static constexpr int64_t kWidth = 4;
   MG_AVX2 static Reg zero() { return _mm256_setzero_pd(); }
-  MG_AVX2 static Reg load(const double* p) { return _mm256_load_pd(p); }
   MG_AVX2 static Reg loadu(const double* p) { return _mm256_loadu_pd(p); }
   MG_AVX2 static Reg broadcast(const double* p) { return _mm256_broadcast_sd(p); }
   MG_AVX2 static Reg load_first(const double* p, int64_t count) {
