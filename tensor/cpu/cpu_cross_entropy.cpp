@@ -30,7 +30,8 @@ template <typename V>
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = x + r * classes;
     const float max = finite_shift(row_max<V>(in, classes));
-    const float shift = max + static_cast<float>(std::log(exp_sum<V>(in, max, nullptr, classes)));
+    const float* next = r + 1 < rows ? in + classes : nullptr;
+    const float shift = max + static_cast<float>(std::log(exp_sum<V>(in, max, nullptr, classes, next)));
     lse[r] = shift;
     loss[r] = target[r] == ignore_index ? 0.0f : shift - in[target[r]];
   }

@@ -28,13 +28,14 @@ template <typename V>
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = x + r * ldx;
     float* out = y + r * ldy;
+    const float* next = r + 1 < rows ? in + ldx : nullptr;
     float max = row_max<V>(in, len);
     if (std::isinf(max) && max < 0) max = 0.0f;  // all -inf: avoid (-inf) - (-inf)
     if (log) {
-      const float shift = max + static_cast<float>(std::log(exp_sum<V>(in, max, nullptr, len)));
+      const float shift = max + static_cast<float>(std::log(exp_sum<V>(in, max, nullptr, len, next)));
       for (int64_t i = 0; i < len; ++i) out[i] = in[i] - shift;
     } else {
-      const float scale = static_cast<float>(1.0 / exp_sum<V>(in, max, out, len));
+      const float scale = static_cast<float>(1.0 / exp_sum<V>(in, max, out, len, next));
       for (int64_t i = 0; i < len; ++i) out[i] *= scale;
     }
   }

@@ -22,12 +22,16 @@ template <typename V>
   return m;
 }
 
-// sum(exp(x - shift)), storing the terms in y when y is not null.
+// sum(exp(x - shift)), storing the terms in y when y is not null. The exp is bound by arithmetic,
+// so the loop also prefetches the next row (prefetch, when not null) a line per 16 elements: the
+// next row_max then finds it in cache instead of waiting on memory with the arithmetic idle.
 template <typename V>
-[[gnu::always_inline]] inline double exp_sum(const float* x, float shift, float* y, int64_t n) {
+[[gnu::always_inline]] inline double exp_sum(const float* x, float shift, float* y, int64_t n,
+                                             const float* prefetch = nullptr) {
   return blocked_sum(
       n,
       [&](int64_t i) __attribute__((always_inline)) {
+        if (prefetch != nullptr) __builtin_prefetch(prefetch + i);
         const V e = vec::exp16<V>(vec::load16<V>(x + i) - shift);
         if (y != nullptr) vec::store16(y + i, e);
         return e;
