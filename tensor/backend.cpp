@@ -59,6 +59,9 @@ Backend& backend_for(Device device) {
           " or the CUDA backend was not registered");
 }
 
+bool Backend::conv3x3(const Tensor&, const Tensor&, const Tensor&, int64_t, const Tensor&) { return false; }
+bool Backend::conv3x3_weight_grad(const Tensor&, const Tensor&, int64_t, const Tensor&) { return false; }
+
 std::unique_ptr<DeviceGraph> Backend::capture_graph(Device device, const std::function<void()>&) {
   MG_FAIL("capture_graph: ", device, " has no graph capture; it needs a CUDA device");
 }

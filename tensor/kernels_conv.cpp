@@ -1,4 +1,6 @@
-// Convolution kernels (declared in kernels.h): im2col + GEMM, a group of images at a time.
+// Convolution kernels (declared in kernels.h): im2col + GEMM, a group of images at a time. A 3x3
+// window of stride 1 and padding 1 (conv4's every layer) first goes to the backend's faster path,
+// where it has one (Backend::conv3x3: Winograd's F(2x2, 3x3) on the CPU, tensor/cpu/cpu_winograd.cpp).
 //
 // The im2col columns of a whole batch are kh*kw times its input (9x for a 3x3 kernel), the
 // largest temporaries of a convolutional network. Working through the batch in groups keeps the
@@ -75,9 +77,16 @@ Shape conv2d_output_shape(const Tensor& x, const Tensor& weight, const Tensor& b
   return {n, o, window.out_h(x.shape()[2]), window.out_w(x.shape()[3])};
 }
 
+// A 3x3 window of stride 1, padding 1 and dilation 1: the backend may have a faster algorithm
+// for it than im2col + GEMM (Backend::conv3x3).
+bool unit_3x3(const Window2d& w) {
+  return w.kh == 3 && w.kw == 3 && w.sh == 1 && w.sw == 1 && w.ph == 1 && w.pw == 1 && w.dh == 1 && w.dw == 1;
+}
+
 // conv2d into out [N,O,oh,ow] (contiguous), operands checked.
 void conv2d_into(const Tensor& x, const Tensor& weight, const Tensor& bias, const Window2d& window,
                  int64_t column_bytes, const Tensor& out) {
+  if (unit_3x3(window) && backend(out).conv3x3(x, weight, bias, column_bytes, out)) return;
   const int64_t n = x.shape()[0], c = x.shape()[1], o = weight.shape()[0];
   const int64_t rows = c * window.kh * window.kw, length = out.shape()[2] * out.shape()[3];
   const Tensor w = view_as(contiguous(weight), {1, o, rows});
@@ -189,6 +198,10 @@ Tensor conv2d_weight_grad(const Tensor& grad, const Tensor& x, const Window2d& w
     Tensor zero = Tensor::empty(weight_shape, x.dtype(), x.device());
     if (zero.numel() > 0) backend(zero).fill(zero, 0.0);
     return zero;
+  }
+  if (unit_3x3(window) && grad.shape()[2] == x.shape()[2] && grad.shape()[3] == x.shape()[3]) {
+    Tensor dweight = Tensor::empty(weight_shape, x.dtype(), x.device());
+    if (backend(dweight).conv3x3_weight_grad(grad, x, column_bytes, dweight)) return dweight;
   }
   const Tensor g = view_as(contiguous(grad), {n, o, length});
   const int64_t group = group_size(n, rows, length, x.dtype(), column_bytes);

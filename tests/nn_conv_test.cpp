@@ -27,6 +27,7 @@
 #include "../nn/max_pool2d.h"
 #include "../nn/safetensors.h"
 #include "../tensor/creation.h"
+#include "../tensor/cpu/cpu_kernels.h"
 #include "../tensor/kernels.h"
 
 namespace {
@@ -319,6 +320,55 @@ TEST_SUITE("nn.conv") {
       CHECK(max_abs(kernels::conv2d_input_grad(g, weight, 9, 8, w, budget) - dx) < 1e-12);
       CHECK(max_abs(kernels::conv2d_weight_grad(g, x, w, budget) - dweight) < 1e-12);
     }
+  }
+
+  TEST_CASE("conv2d kernels: a 3x3, stride-1, padding-1 window by Winograd F(2x2, 3x3) matches im2col + GEMM") {
+    // Even and odd sizes (edge tiles that hang past the image), the smallest image the CPU takes
+    // this path for (6x6), a strided input, a bias, budgets of one image per group and the default.
+    struct Case {
+      int64_t n, c, o, h, w;
+    };
+    const Case cases[] = {{3, 8, 9, 6, 6}, {2, 16, 8, 7, 9}, {1, 9, 12, 8, 5}, {4, 12, 10, 14, 14}};
+    Window2d w;
+    w.kh = w.kw = 3, w.ph = w.pw = 1;
+    uint64_t seed = 30;
+    for (const Case& k : cases)
+      for (DType dtype : {kFloat64, kFloat32}) {
+        INFO("N", k.n, " C", k.c, " O", k.o, " ", k.h, "x", k.w, " ", dtype);
+        REQUIRE(cpu::winograd_conv3x3_applies(Tensor::empty({k.n, k.c, k.h, k.w}, dtype, kCPU), k.o));
+        const Tensor x = N({k.n, k.c, k.w, k.h}, seed++, dtype).transpose(2, 3);  // [n, c, h, w], strided
+        const Tensor weight = N({k.o, k.c, 3, 3}, seed++, dtype), bias = N({k.o}, seed++, dtype);
+        const Tensor g = N({k.n, k.o, k.h, k.w}, seed++, dtype);
+        // References from the differentiable ops (unfold, matmul, fold), in float64.
+        const Tensor x64 = x.to(kFloat64), w64 = weight.reshape({k.o, k.c * 9}).to(kFloat64);
+        const Tensor g64 = g.to(kFloat64).reshape({k.n, k.o, k.h * k.w});
+        const Tensor cols = unfold2d(x64, 3, 1, 1);
+        const Tensor out = matmul(w64, cols).reshape({k.n, k.o, k.h, k.w}) + bias.to(kFloat64).reshape({k.o, 1, 1});
+        const Tensor dx = fold2d(matmul(w64.t(), g64), {k.h, k.w}, 3, 1, 1);
+        const Tensor dweight = matmul(g64, cols.transpose(1, 2)).sum({0}).reshape(weight.shape());
+        // F(2x2, 3x3) is exact in exact arithmetic: only rounding separates it from im2col.
+        const double tol = dtype == kFloat64 ? 1e-12 : 2e-5;
+        for (int64_t budget : {int64_t{1}, kernels::kConvColumnBytes}) {
+          INFO("column bytes " << budget);
+          const Tensor y = kernels::conv2d(x, weight, bias, w, budget);
+          CHECK(y.dtype() == dtype);
+          CHECK(max_abs(y.to(kFloat64) - out) <= tol * max_abs(out));
+          const Tensor got_dx = kernels::conv2d_input_grad(g, weight, k.h, k.w, w, budget).to(kFloat64);
+          CHECK(max_abs(got_dx - dx) <= tol * max_abs(dx));
+          const Tensor got_dweight = kernels::conv2d_weight_grad(g, x, w, budget).to(kFloat64);
+          CHECK(max_abs(got_dweight - dweight) <= tol * max_abs(dweight));
+        }
+      }
+    // Below the thresholds (few channels, a small image) im2col + GEMM runs: the first layer of
+    // conv4 (one channel) and its last (3x3 images).
+    CHECK_FALSE(cpu::winograd_conv3x3_applies(Tensor::empty({2, 1, 28, 28}, kFloat32, kCPU), 64));
+    CHECK_FALSE(cpu::winograd_conv3x3_applies(Tensor::empty({2, 64, 3, 3}, kFloat32, kCPU), 64));
+    CHECK_FALSE(cpu::winograd_conv3x3_applies(Tensor::empty({2, 64, 8, 8}, kFloat32, kCPU), 4));
+  }
+
+  TEST_CASE("Conv2d by Winograd F(2x2, 3x3): gradcheck and gradgradcheck") {
+    Conv2d conv(8, 8, 3, 1, 1);
+    check_grads(conv, N({1, 8, 6, 7}, 40), "8 -> 8 channels, 6x7");
   }
 
   TEST_CASE("Conv2d: gradcheck and gradgradcheck through an explicit parameter set") {

@@ -91,6 +91,17 @@ class CpuBackend final : public Backend {
   void col2im(const Tensor& cols, const Window2d& window, const Tensor& out) override {
     cpu::col2im(cols, window, out);
   }
+  bool conv3x3(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t column_bytes,
+               const Tensor& out) override {
+    if (!cpu::winograd_conv3x3_applies(x, weight.shape()[0])) return false;
+    cpu::winograd_conv3x3(x, weight, bias, column_bytes, out);
+    return true;
+  }
+  bool conv3x3_weight_grad(const Tensor& grad, const Tensor& x, int64_t column_bytes, const Tensor& dweight) override {
+    if (!cpu::winograd_conv3x3_applies(x, grad.shape()[1])) return false;
+    cpu::winograd_conv3x3_weight_grad(grad, x, column_bytes, dweight);
+    return true;
+  }
   void max_pool2d(const Tensor& x, const Window2d& window, const Tensor& out, const Tensor& indices) override {
     cpu::max_pool2d(x, window, out, indices);
   }
