@@ -255,10 +255,16 @@ void transform_weight_grad(const T* du, int64_t o, int64_t c, T* dweight) {
     }
 }
 
-// Images per group: as many as have V [16, tiles, C] within column_bytes, at least one.
+// A group's V (and its M or transformed gradient, as large) near L2's size: the transforms and
+// the GEMMs' packing then find them there. On the 64-channel 14x14 layer the three kernels ran
+// 6% faster than with im2col's 2 MiB.
+constexpr int64_t kGroupBytes = 512 << 10;
+
+// Images per group: as many as have V [16, tiles, C] within column_bytes (and kGroupBytes), at
+// least one.
 int64_t group_images(int64_t n, int64_t c, const TileGrid& g, int64_t element, int64_t column_bytes) {
   const int64_t per_image = std::max<int64_t>(1, kTileArea * c * g.tiles() * element);
-  return std::clamp<int64_t>(column_bytes / per_image, 1, std::max<int64_t>(n, 1));
+  return std::clamp<int64_t>(std::min(column_bytes, kGroupBytes) / per_image, 1, std::max<int64_t>(n, 1));
 }
 
 // t itself when contiguous, else a contiguous copy.
