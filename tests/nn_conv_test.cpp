@@ -29,6 +29,7 @@
 #include "../tensor/creation.h"
 #include "../tensor/cpu/cpu_kernels.h"
 #include "../tensor/kernels.h"
+#include "../tensor/threads.h"
 
 namespace {
 
@@ -364,6 +365,28 @@ TEST_SUITE("nn.conv") {
     CHECK_FALSE(cpu::winograd_conv3x3_applies(Tensor::empty({2, 1, 28, 28}, kFloat32, kCPU), 64));
     CHECK_FALSE(cpu::winograd_conv3x3_applies(Tensor::empty({2, 64, 3, 3}, kFloat32, kCPU), 64));
     CHECK_FALSE(cpu::winograd_conv3x3_applies(Tensor::empty({2, 64, 8, 8}, kFloat32, kCPU), 4));
+  }
+
+  TEST_CASE("conv2d kernels by Winograd: the same bits on one thread and on two") {
+    // Groups of images run in parallel; the weight gradient sums them in blocks fixed by the batch
+    // alone, so the thread count changes no rounding.
+    Window2d w;
+    w.kh = w.kw = 3, w.ph = w.pw = 1;
+    const Tensor x = N({40, 16, 12, 12}, 50, kFloat32), weight = N({16, 16, 3, 3}, 51, kFloat32);
+    const Tensor g = N({40, 16, 12, 12}, 52, kFloat32);
+    const int64_t budget = 16 * 16 * 36 * 4 * 3;  // three images per group: 14 groups
+    const int before = num_threads();
+    std::vector<std::vector<double>> results[2];
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      results[threads - 1] = {kernels::conv2d(x, weight, Tensor(), w, budget).values_as_double(),
+                              kernels::conv2d_input_grad(g, weight, 12, 12, w, budget).values_as_double(),
+                              kernels::conv2d_weight_grad(g, x, w, budget).values_as_double()};
+    }
+    set_num_threads(before);
+    CHECK(results[0][0] == results[1][0]);
+    CHECK(results[0][1] == results[1][1]);
+    CHECK(results[0][2] == results[1][2]);
   }
 
   TEST_CASE("Conv2d by Winograd F(2x2, 3x3): gradcheck and gradgradcheck") {

@@ -260,6 +260,9 @@ void transform_weight_grad(const T* du, int64_t o, int64_t c, T* dweight) {
 // 6% faster than with im2col's 2 MiB.
 constexpr int64_t kGroupBytes = 512 << 10;
 
+// The weight gradient's groups go in at most this many blocks of partial sums (kept at once).
+constexpr int64_t kWeightGradBlocks = 8;
+
 // Images per group: as many as have V [16, tiles, C] within column_bytes (and kGroupBytes), at
 // least one.
 int64_t group_images(int64_t n, int64_t c, const TileGrid& g, int64_t element, int64_t column_bytes) {
@@ -301,30 +304,37 @@ void conv_typed(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_
   transform_weight(weight.data_ptr<T>(), o, c, u.data_ptr<T>());
   const T* b = bias.defined() ? bias.data_ptr<T>() : nullptr;
   const int64_t group = group_images(n, c, g, sizeof(T), column_bytes);
-  for (int64_t begin = 0; begin < n; begin += group) {
-    const int64_t count = std::min(group, n - begin), p = count * g.tiles();
-    const Tensor v = transformed_input(x.data_ptr<T>(), begin, count, c, g);
-    const Tensor m = scratch<T>({kTileArea, p, o});
-    matmul(v, u, m);
-    // Y per tile into yt [count, H, W, O]; the pixels of edge tiles past the image go to a sink.
-    const Tensor yt = scratch<T>({count, g.h, g.w, o});
-    const T* mp = m.data_ptr<T>();
-    T* ytp = yt.data_ptr<T>();
-    parallel_for(p, 32 * o, [&](int64_t first, int64_t last) {
-      std::vector<T> sink(static_cast<std::size_t>(o));
-      for (int64_t tile = first; tile < last; ++tile) {
-        const int64_t image = tile / g.tiles(), ty = tile % g.tiles() / g.tw, tx = tile % g.tw;
-        T* y[4];
-        for (int64_t i = 0; i < 2; ++i)
-          for (int64_t j = 0; j < 2; ++j) {
-            const int64_t py = 2 * ty + i, px = 2 * tx + j;
-            y[i * 2 + j] = py < g.h && px < g.w ? ytp + ((image * g.h + py) * g.w + px) * o : sink.data();
-          }
-        output_tile_any(mp + tile * o, p * o, o, b, y);
-      }
-    });
-    transpose_images(ytp, count, g.h * g.w, o, out.data_ptr<T>() + begin * o * g.h * g.w);
-  }
+  const int64_t groups = (n + group - 1) / group;
+  // Groups in parallel, each on one thread (its GEMM and transforms then stay on it): a group's
+  // GEMMs are too small to split well, and its transforms too short to be worth a fork. A batch
+  // of one group runs alone, its GEMM and transforms parallel inside.
+  parallel_for(groups, group * kTileArea * (c + o) * g.tiles(), [&](int64_t first_group, int64_t last_group) {
+    for (int64_t gi = first_group; gi < last_group; ++gi) {
+      const int64_t begin = gi * group;
+      const int64_t count = std::min(group, n - begin), p = count * g.tiles();
+      const Tensor v = transformed_input(x.data_ptr<T>(), begin, count, c, g);
+      const Tensor m = scratch<T>({kTileArea, p, o});
+      matmul(v, u, m);
+      // Y per tile into yt [count, H, W, O]; the pixels of edge tiles past the image go to a sink.
+      const Tensor yt = scratch<T>({count, g.h, g.w, o});
+      const T* mp = m.data_ptr<T>();
+      T* ytp = yt.data_ptr<T>();
+      parallel_for(p, 32 * o, [&](int64_t first, int64_t last) {
+        std::vector<T> sink(static_cast<std::size_t>(o));
+        for (int64_t tile = first; tile < last; ++tile) {
+          const int64_t image = tile / g.tiles(), ty = tile % g.tiles() / g.tw, tx = tile % g.tw;
+          T* y[4];
+          for (int64_t i = 0; i < 2; ++i)
+            for (int64_t j = 0; j < 2; ++j) {
+              const int64_t py = 2 * ty + i, px = 2 * tx + j;
+              y[i * 2 + j] = py < g.h && px < g.w ? ytp + ((image * g.h + py) * g.w + px) * o : sink.data();
+            }
+          output_tile_any(mp + tile * o, p * o, o, b, y);
+        }
+      });
+      transpose_images(ytp, count, g.h * g.w, o, out.data_ptr<T>() + begin * o * g.h * g.w);
+    }
+  });
 }
 
 template <typename T>
@@ -332,36 +342,54 @@ void weight_grad_typed(const Tensor& grad_in, const Tensor& x_in, int64_t column
   const Tensor x = dense(x_in), grad = dense(grad_in);
   const int64_t n = x.shape()[0], c = x.shape()[1], o = grad.shape()[1];
   const TileGrid g = grid_of(x.shape()[2], x.shape()[3]);
-  const Tensor du = scratch<T>({kTileArea, c, o});
-  const Tensor part = scratch<T>({kTileArea, c, o});
   const std::vector<T> zeros(static_cast<std::size_t>(o), T(0));
   const int64_t group = group_images(n, c, g, sizeof(T), column_bytes);
-  for (int64_t begin = 0; begin < n; begin += group) {
-    const int64_t count = std::min(group, n - begin), p = count * g.tiles();
-    const Tensor v = transformed_input(x.data_ptr<T>(), begin, count, c, g);
-    const Tensor gtt = scratch<T>({count, g.h, g.w, o});
-    transpose_images(grad.data_ptr<T>() + begin * o * g.h * g.w, count, o, g.h * g.w, gtt.data_ptr<T>());
-    const Tensor gt = scratch<T>({kTileArea, p, o});
-    const T* gtp = gtt.data_ptr<T>();
-    T* out = gt.data_ptr<T>();
-    parallel_for(p, 32 * o, [&](int64_t first, int64_t last) {
-      for (int64_t tile = first; tile < last; ++tile) {
-        const int64_t image = tile / g.tiles(), ty = tile % g.tiles() / g.tw, tx = tile % g.tw;
-        const T* d[4];
-        for (int64_t i = 0; i < 2; ++i)
-          for (int64_t j = 0; j < 2; ++j) {
-            const int64_t py = 2 * ty + i, px = 2 * tx + j;
-            d[i * 2 + j] = py < g.h && px < g.w ? gtp + ((image * g.h + py) * g.w + px) * o : zeros.data();
+  const int64_t groups = (n + group - 1) / group;
+  // The groups in a fixed number of blocks, each summing its groups' dU in order on one thread;
+  // the blocks' sums are then added in order. The blocks depend on the batch only, so the result
+  // does not depend on the number of threads.
+  const int64_t blocks = std::min(groups, kWeightGradBlocks);
+  const Tensor partial = scratch<T>({blocks, kTileArea, c, o});
+  parallel_for(blocks, (groups / blocks) * group * kTileArea * (c + o) * g.tiles(), [&](int64_t b0, int64_t b1) {
+    for (int64_t block = b0; block < b1; ++block) {
+      const Tensor du = Tensor::make_view(partial, {kTileArea, c, o}, {c * o, o, 1}, partial.offset() + block * kTileArea * c * o);
+      for (int64_t gi = groups * block / blocks; gi < groups * (block + 1) / blocks; ++gi) {
+        const int64_t begin = gi * group;
+        const int64_t count = std::min(group, n - begin), p = count * g.tiles();
+        const Tensor v = transformed_input(x.data_ptr<T>(), begin, count, c, g);
+        const Tensor gtt = scratch<T>({count, g.h, g.w, o});
+        transpose_images(grad.data_ptr<T>() + begin * o * g.h * g.w, count, o, g.h * g.w, gtt.data_ptr<T>());
+        const Tensor gt = scratch<T>({kTileArea, p, o});
+        const T* gtp = gtt.data_ptr<T>();
+        T* out = gt.data_ptr<T>();
+        parallel_for(p, 32 * o, [&](int64_t first, int64_t last) {
+          for (int64_t tile = first; tile < last; ++tile) {
+            const int64_t image = tile / g.tiles(), ty = tile % g.tiles() / g.tw, tx = tile % g.tw;
+            const T* d[4];
+            for (int64_t i = 0; i < 2; ++i)
+              for (int64_t j = 0; j < 2; ++j) {
+                const int64_t py = 2 * ty + i, px = 2 * tx + j;
+                d[i * 2 + j] = py < g.h && px < g.w ? gtp + ((image * g.h + py) * g.w + px) * o : zeros.data();
+              }
+            grad_tile_any(d, o, out + tile * o, p * o);
           }
-        grad_tile_any(d, o, out + tile * o, p * o);
+        });
+        // dU[xi] (C x O) = V[xi]^T (C x P) @ Gt[xi] (P x O), summed over the block's groups.
+        const Tensor v_t = Tensor::make_view(v, {kTileArea, c, p}, {p * c, 1, c}, v.offset());
+        if (gi == groups * block / blocks) {
+          matmul(v_t, gt, du);
+        } else {
+          const Tensor part = scratch<T>({kTileArea, c, o});
+          matmul(v_t, gt, part);
+          binary(BinaryOp::Add, du, part, du);
+        }
       }
-    });
-    // dU[xi] (C x O) = V[xi]^T (C x P) @ Gt[xi] (P x O), summed over the groups.
-    const Tensor v_t = Tensor::make_view(v, {kTileArea, c, p}, {p * c, 1, c}, v.offset());
-    matmul(v_t, gt, begin == 0 ? du : part);
-    if (begin > 0) binary(BinaryOp::Add, du, part, du);
-  }
-  transform_weight_grad(du.data_ptr<T>(), o, c, dweight.data_ptr<T>());
+    }
+  });
+  T* sum = partial.data_ptr<T>();
+  for (int64_t block = 1; block < blocks; ++block)
+    for (int64_t i = 0; i < kTileArea * c * o; ++i) sum[i] += sum[block * kTileArea * c * o + i];
+  transform_weight_grad(sum, o, c, dweight.data_ptr<T>());
 }
 
 }  // namespace
