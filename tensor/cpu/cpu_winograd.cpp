@@ -161,36 +161,25 @@ template <typename T>
   }
 }
 
-// The per-ISA clones (simd.h) for float32; float64 runs the templates as they are.
-MG_VECTORIZE void input_tile_f32(const float* const (&d)[16], int64_t c, float* v, int64_t stride) {
+// The kernels as called: float32 through the per-ISA clones (simd.h), float64 as compiled.
+MG_VECTORIZE void input_tile_kernel(const float* const (&d)[16], int64_t c, float* v, int64_t stride) {
   input_tile(d, c, v, stride);
 }
-MG_VECTORIZE void output_tile_f32(const float* m, int64_t stride, int64_t o, const float* bias, float* const (&y)[4]) {
+MG_VECTORIZE void output_tile_kernel(const float* m, int64_t stride, int64_t o, const float* bias,
+                                     float* const (&y)[4]) {
   output_tile(m, stride, o, bias, y);
 }
-MG_VECTORIZE void grad_tile_f32(const float* const (&g)[4], int64_t o, float* gt, int64_t stride) {
+MG_VECTORIZE void grad_tile_kernel(const float* const (&g)[4], int64_t o, float* gt, int64_t stride) {
   grad_tile(g, o, gt, stride);
 }
-template <typename T>
-void input_tile_any(const T* const (&d)[16], int64_t c, T* v, int64_t stride) {
-  if constexpr (std::is_same_v<T, float>)
-    input_tile_f32(d, c, v, stride);
-  else
-    input_tile(d, c, v, stride);
+void input_tile_kernel(const double* const (&d)[16], int64_t c, double* v, int64_t stride) {
+  input_tile(d, c, v, stride);
 }
-template <typename T>
-void output_tile_any(const T* m, int64_t stride, int64_t o, const T* bias, T* const (&y)[4]) {
-  if constexpr (std::is_same_v<T, float>)
-    output_tile_f32(m, stride, o, bias, y);
-  else
-    output_tile(m, stride, o, bias, y);
+void output_tile_kernel(const double* m, int64_t stride, int64_t o, const double* bias, double* const (&y)[4]) {
+  output_tile(m, stride, o, bias, y);
 }
-template <typename T>
-void grad_tile_any(const T* const (&g)[4], int64_t o, T* gt, int64_t stride) {
-  if constexpr (std::is_same_v<T, float>)
-    grad_tile_f32(g, o, gt, stride);
-  else
-    grad_tile(g, o, gt, stride);
+void grad_tile_kernel(const double* const (&g)[4], int64_t o, double* gt, int64_t stride) {
+  grad_tile(g, o, gt, stride);
 }
 
 // V [16, P, C] for the count images of xt [count, H, W, C].
@@ -203,7 +192,7 @@ void transform_input(const T* xt, int64_t count, int64_t c, const TileGrid& g, T
       const int64_t image = tile / g.tiles(), ty = tile % g.tiles() / g.tw, tx = tile % g.tw;
       const T* d[16];
       tile_pixels(xt + image * g.h * g.w * c, g, c, ty, tx, zeros.data(), d);
-      input_tile_any(d, c, v + tile * c, p * c);
+      input_tile_kernel(d, c, v + tile * c, p * c);
     }
   });
 }
@@ -329,7 +318,7 @@ void conv_typed(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_
               const int64_t py = 2 * ty + i, px = 2 * tx + j;
               y[i * 2 + j] = py < g.h && px < g.w ? ytp + ((image * g.h + py) * g.w + px) * o : sink.data();
             }
-          output_tile_any(mp + tile * o, p * o, o, b, y);
+          output_tile_kernel(mp + tile * o, p * o, o, b, y);
         }
       });
       transpose_images(ytp, count, g.h * g.w, o, out.data_ptr<T>() + begin * o * g.h * g.w);
@@ -371,7 +360,7 @@ void weight_grad_typed(const Tensor& grad_in, const Tensor& x_in, int64_t column
                 const int64_t py = 2 * ty + i, px = 2 * tx + j;
                 d[i * 2 + j] = py < g.h && px < g.w ? gtp + ((image * g.h + py) * g.w + px) * o : zeros.data();
               }
-            grad_tile_any(d, o, out + tile * o, p * o);
+            grad_tile_kernel(d, o, out + tile * o, p * o);
           }
         });
         // dU[xi] (C x O) = V[xi]^T (C x P) @ Gt[xi] (P x O), summed over the block's groups.
