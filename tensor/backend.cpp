@@ -5,6 +5,7 @@
 
 #include "cpu/cpu_backend.h"
 #include "error.h"
+#include "tensor.h"
 
 #if MG_HAVE_CUDA
 #include "../cuda/cuda_backend.h"
@@ -60,7 +61,7 @@ Backend& backend_for(Device device) {
 }
 
 bool Backend::conv3x3(const Tensor&, const Tensor&, const Tensor&, int64_t, const Tensor&) { return false; }
-bool Backend::conv3x3_weight_grad(const Tensor&, const Tensor&, int64_t, const Tensor&) { return false; }
+Tensor Backend::conv3x3_weight_grad(const Tensor&, const Tensor&, int64_t) { return Tensor(); }
 
 std::unique_ptr<DeviceGraph> Backend::capture_graph(Device device, const std::function<void()>&) {
   MG_FAIL("capture_graph: ", device, " has no graph capture; it needs a CUDA device");

@@ -167,13 +167,13 @@ class Backend {
   // Optional: a convolution with a 3x3 kernel, stride 1, padding 1 and dilation 1 by a faster
   // algorithm than im2col + GEMM (the CPU's: Winograd's F(2x2, 3x3), cpu_winograd.cpp). x [N,C,H,W]
   // and weight [O,C,3,3] of one floating dtype (any strides), bias [O] or undefined, out [N,O,H,W]
-  // contiguous; the weight gradient from grad [N,O,H,W] and x into dweight [O,C,3,3] contiguous.
-  // column_bytes bounds the temporaries as im2col's columns are bounded. Each returns false, having
-  // written nothing, where the backend has no such path for these operands (the default); the
-  // caller then runs im2col + GEMM.
+  // contiguous; the weight gradient [O,C,3,3] from grad [N,O,H,W] and x. column_bytes bounds the
+  // temporaries as im2col's columns are bounded. Where the backend has no such path for these
+  // operands (the default), conv3x3 returns false having written nothing and conv3x3_weight_grad
+  // an undefined tensor; the caller then runs im2col + GEMM.
   virtual bool conv3x3(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t column_bytes,
                        const Tensor& out);
-  virtual bool conv3x3_weight_grad(const Tensor& grad, const Tensor& x, int64_t column_bytes, const Tensor& dweight);
+  virtual Tensor conv3x3_weight_grad(const Tensor& grad, const Tensor& x, int64_t column_bytes);
 
   // Max pooling straight from x [N,C,H,W] (contiguous): out and indices [N,C,oh,ow] (contiguous,
   // indices int64) get each window's maximum and its position y * W + x in the plane. Positions

@@ -199,10 +199,8 @@ Tensor conv2d_weight_grad(const Tensor& grad, const Tensor& x, const Window2d& w
     if (zero.numel() > 0) backend(zero).fill(zero, 0.0);
     return zero;
   }
-  if (unit_3x3(window) && grad.shape()[2] == x.shape()[2] && grad.shape()[3] == x.shape()[3]) {
-    Tensor dweight = Tensor::empty(weight_shape, x.dtype(), x.device());
-    if (backend(dweight).conv3x3_weight_grad(grad, x, column_bytes, dweight)) return dweight;
-  }
+  if (unit_3x3(window) && grad.shape()[2] == x.shape()[2] && grad.shape()[3] == x.shape()[3])
+    if (Tensor dweight = backend(x).conv3x3_weight_grad(grad, x, column_bytes); dweight.defined()) return dweight;
   const Tensor g = view_as(contiguous(grad), {n, o, length});
   const int64_t group = group_size(n, rows, length, x.dtype(), column_bytes);
   Tensor sum;

@@ -97,10 +97,9 @@ class CpuBackend final : public Backend {
     cpu::winograd_conv3x3(x, weight, bias, column_bytes, out);
     return true;
   }
-  bool conv3x3_weight_grad(const Tensor& grad, const Tensor& x, int64_t column_bytes, const Tensor& dweight) override {
-    if (!cpu::winograd_conv3x3_applies(x, grad.shape()[1])) return false;
-    cpu::winograd_conv3x3_weight_grad(grad, x, column_bytes, dweight);
-    return true;
+  Tensor conv3x3_weight_grad(const Tensor& grad, const Tensor& x, int64_t column_bytes) override {
+    if (!cpu::winograd_conv3x3_applies(x, grad.shape()[1])) return Tensor();
+    return cpu::winograd_conv3x3_weight_grad(grad, x, column_bytes);
   }
   void max_pool2d(const Tensor& x, const Window2d& window, const Tensor& out, const Tensor& indices) override {
     cpu::max_pool2d(x, window, out, indices);

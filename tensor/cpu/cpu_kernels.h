@@ -64,7 +64,7 @@ void im2col(const Tensor& x, const Window2d& window, double pad_value, const Ten
 void col2im(const Tensor& cols, const Window2d& window, const Tensor& out);
 
 // cpu_winograd.cpp: a 3x3, stride-1, padding-1, dilation-1 convolution (out [N,O,H,W] contiguous) and its
-// weight gradient (dweight [O,C,3,3] contiguous) by Winograd's F(2x2, 3x3), images in groups whose
+// weight gradient (returned [O,C,3,3]) by Winograd's F(2x2, 3x3), images in groups whose
 // transformed input fits column_bytes. Taken for float32 and float64 with at least
 // kWinogradMinChannels input and output channels and kWinogradMinArea pixels per image.
 inline constexpr int64_t kWinogradMinChannels = 8;
@@ -72,7 +72,7 @@ inline constexpr int64_t kWinogradMinArea = 36;
 bool winograd_conv3x3_applies(const Tensor& x, int64_t out_channels);
 void winograd_conv3x3(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t column_bytes,
                       const Tensor& out);
-void winograd_conv3x3_weight_grad(const Tensor& grad, const Tensor& x, int64_t column_bytes, const Tensor& dweight);
+Tensor winograd_conv3x3_weight_grad(const Tensor& grad, const Tensor& x, int64_t column_bytes);
 
 // cpu_pool.cpp
 void max_pool2d(const Tensor& x, const Window2d& window, const Tensor& out, const Tensor& indices);

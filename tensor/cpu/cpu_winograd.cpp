@@ -89,15 +89,19 @@ void transpose_images(const T* src, int64_t count, int64_t rows, int64_t cols, T
   });
 }
 
-// The tile's 4x4 input pixels of an [H, W, C] image: d[r * 4 + s] points at the C channels of
-// pixel (2ty + r - 1, 2tx + s - 1), or at zeros outside the image.
-template <typename T>
-void tile_pixels(const T* image, const TileGrid& g, int64_t c, int64_t ty, int64_t tx, const T* zeros,
-                 const T* (&d)[16]) {
-  for (int64_t r = 0; r < 4; ++r)
-    for (int64_t s = 0; s < 4; ++s) {
-      const int64_t y = 2 * ty + r - 1, x = 2 * tx + s - 1;
-      d[r * 4 + s] = y >= 0 && y < g.h && x >= 0 && x < g.w ? image + (y * g.w + x) * c : zeros;
+// Pointers to the channels of the n x n pixels of tile `tile` of a group of [H, W, channels]
+// images, starting `shift` pixels from the tile's top-left output pixel (-1: the 4x4 input block
+// around a tile, 0: its 2x2 outputs); pixels off the image point at `outside`.
+template <int64_t N, typename P>
+void tile_pixels(P images, const TileGrid& g, int64_t channels, int64_t tile, int64_t shift, P outside,
+                 P (&at)[N * N]) {
+  const int64_t image = tile / g.tiles();
+  const int64_t y0 = 2 * (tile % g.tiles() / g.tw) + shift, x0 = 2 * (tile % g.tw) + shift;
+  const P base = images + image * g.h * g.w * channels;
+  for (int64_t r = 0; r < N; ++r)
+    for (int64_t s = 0; s < N; ++s) {
+      const int64_t y = y0 + r, x = x0 + s;
+      at[r * N + s] = y >= 0 && y < g.h && x >= 0 && x < g.w ? base + (y * g.w + x) * channels : outside;
     }
 }
 
@@ -125,8 +129,7 @@ template <typename T>
 // Y = A^T M A for one tile, channel by channel, from m[xi * stride + channel], plus the bias
 // (null: none): y[i * 2 + j] points at output pixel (2ty + i, 2tx + j).
 template <typename T>
-[[gnu::always_inline]] inline void output_tile(const T* m, int64_t stride, int64_t o, const T* bias,
-                                               T* const (&y)[4]) {
+[[gnu::always_inline]] inline void output_tile(const T* m, int64_t stride, int64_t o, const T* bias, T* const (&y)[4]) {
   MG_NO_OVERLAP
   for (int64_t k = 0; k < o; ++k) {
     T s[2][4];  // A^T M: rows m0 + m1 + m2, m1 - m2 - m3
@@ -189,9 +192,8 @@ void transform_input(const T* xt, int64_t count, int64_t c, const TileGrid& g, T
   const std::vector<T> zeros(static_cast<std::size_t>(c), T(0));
   parallel_for(p, 32 * c, [&](int64_t begin, int64_t end) {
     for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t image = tile / g.tiles(), ty = tile % g.tiles() / g.tw, tx = tile % g.tw;
       const T* d[16];
-      tile_pixels(xt + image * g.h * g.w * c, g, c, ty, tx, zeros.data(), d);
+      tile_pixels<4>(xt, g, c, tile, -1, zeros.data(), d);
       input_tile_kernel(d, c, v + tile * c, p * c);
     }
   });
@@ -311,13 +313,8 @@ void conv_typed(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_
       parallel_for(p, 32 * o, [&](int64_t first, int64_t last) {
         std::vector<T> sink(static_cast<std::size_t>(o));
         for (int64_t tile = first; tile < last; ++tile) {
-          const int64_t image = tile / g.tiles(), ty = tile % g.tiles() / g.tw, tx = tile % g.tw;
           T* y[4];
-          for (int64_t i = 0; i < 2; ++i)
-            for (int64_t j = 0; j < 2; ++j) {
-              const int64_t py = 2 * ty + i, px = 2 * tx + j;
-              y[i * 2 + j] = py < g.h && px < g.w ? ytp + ((image * g.h + py) * g.w + px) * o : sink.data();
-            }
+          tile_pixels<2>(ytp, g, o, tile, 0, sink.data(), y);
           output_tile_kernel(mp + tile * o, p * o, o, b, y);
         }
       });
@@ -327,7 +324,7 @@ void conv_typed(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_
 }
 
 template <typename T>
-void weight_grad_typed(const Tensor& grad_in, const Tensor& x_in, int64_t column_bytes, const Tensor& dweight) {
+Tensor weight_grad_typed(const Tensor& grad_in, const Tensor& x_in, int64_t column_bytes) {
   const Tensor x = dense(x_in), grad = dense(grad_in);
   const int64_t n = x.shape()[0], c = x.shape()[1], o = grad.shape()[1];
   const TileGrid g = grid_of(x.shape()[2], x.shape()[3]);
@@ -339,9 +336,13 @@ void weight_grad_typed(const Tensor& grad_in, const Tensor& x_in, int64_t column
   // does not depend on the number of threads.
   const int64_t blocks = std::min(groups, kWeightGradBlocks);
   const Tensor partial = scratch<T>({blocks, kTileArea, c, o});
+  auto block_sum = [&](int64_t block) {
+    return Tensor::make_view(partial, {kTileArea, c, o}, {c * o, o, 1}, partial.offset() + block * kTileArea * c * o);
+  };
   parallel_for(blocks, (groups / blocks) * group * kTileArea * (c + o) * g.tiles(), [&](int64_t b0, int64_t b1) {
+    const Tensor part = scratch<T>({kTileArea, c, o});  // a later group's dU, before it is added
     for (int64_t block = b0; block < b1; ++block) {
-      const Tensor du = Tensor::make_view(partial, {kTileArea, c, o}, {c * o, o, 1}, partial.offset() + block * kTileArea * c * o);
+      const Tensor du = block_sum(block);
       for (int64_t gi = groups * block / blocks; gi < groups * (block + 1) / blocks; ++gi) {
         const int64_t begin = gi * group;
         const int64_t count = std::min(group, n - begin), p = count * g.tiles();
@@ -353,13 +354,8 @@ void weight_grad_typed(const Tensor& grad_in, const Tensor& x_in, int64_t column
         T* out = gt.data_ptr<T>();
         parallel_for(p, 32 * o, [&](int64_t first, int64_t last) {
           for (int64_t tile = first; tile < last; ++tile) {
-            const int64_t image = tile / g.tiles(), ty = tile % g.tiles() / g.tw, tx = tile % g.tw;
             const T* d[4];
-            for (int64_t i = 0; i < 2; ++i)
-              for (int64_t j = 0; j < 2; ++j) {
-                const int64_t py = 2 * ty + i, px = 2 * tx + j;
-                d[i * 2 + j] = py < g.h && px < g.w ? gtp + ((image * g.h + py) * g.w + px) * o : zeros.data();
-              }
+            tile_pixels<2>(gtp, g, o, tile, 0, zeros.data(), d);
             grad_tile_kernel(d, o, out + tile * o, p * o);
           }
         });
@@ -368,17 +364,17 @@ void weight_grad_typed(const Tensor& grad_in, const Tensor& x_in, int64_t column
         if (gi == groups * block / blocks) {
           matmul(v_t, gt, du);
         } else {
-          const Tensor part = scratch<T>({kTileArea, c, o});
           matmul(v_t, gt, part);
           binary(BinaryOp::Add, du, part, du);
         }
       }
     }
   });
-  T* sum = partial.data_ptr<T>();
-  for (int64_t block = 1; block < blocks; ++block)
-    for (int64_t i = 0; i < kTileArea * c * o; ++i) sum[i] += sum[block * kTileArea * c * o + i];
-  transform_weight_grad(sum, o, c, dweight.data_ptr<T>());
+  const Tensor du = block_sum(0);
+  for (int64_t block = 1; block < blocks; ++block) binary(BinaryOp::Add, du, block_sum(block), du);
+  Tensor dweight = scratch<T>({o, c, 3, 3});
+  transform_weight_grad(du.data_ptr<T>(), o, c, dweight.data_ptr<T>());
+  return dweight;
 }
 
 }  // namespace
@@ -396,9 +392,9 @@ void winograd_conv3x3(const Tensor& x, const Tensor& weight, const Tensor& bias,
   dispatch_floating(x.dtype(), "conv2d", [&]<typename T>() { conv_typed<T>(x, weight, bias, column_bytes, out); });
 }
 
-void winograd_conv3x3_weight_grad(const Tensor& grad, const Tensor& x, int64_t column_bytes, const Tensor& dweight) {
-  dispatch_floating(x.dtype(), "conv2d backward",
-                    [&]<typename T>() { weight_grad_typed<T>(grad, x, column_bytes, dweight); });
+Tensor winograd_conv3x3_weight_grad(const Tensor& grad, const Tensor& x, int64_t column_bytes) {
+  return dispatch_floating(x.dtype(), "conv2d backward",
+                           [&]<typename T>() { return weight_grad_typed<T>(grad, x, column_bytes); });
 }
 
 }  // namespace mg::cpu
