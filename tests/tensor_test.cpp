@@ -7,6 +7,7 @@
 #include <bit>
 #include <cstdint>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <numeric>
@@ -1075,6 +1076,39 @@ TEST_CASE("the two 16-lane types (one 64-byte vector, two 32-byte halves) give t
   CHECK(std::abs(sum_wide - want) <= 1e-3 * std::abs(want) + 1.0);
 }
 
+TEST_CASE("float32 exp16_normal: exp16's bits wherever exp is a normal float, every other lane flagged") {
+  namespace v = mg::cpu::vec;
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> xs = {-inf, std::nanf(""), -std::nanf(""), 0.0f, -0.0f, -86.0f, -86.7f, -87.5f, -103.9f, -1e30f};
+  for (int i = 0; xs.size() < 16 * 40; ++i) xs.push_back(-95.0f + 0.1513f * static_cast<float>(i));
+  const auto bits = [](float f) { return std::bit_cast<uint32_t>(f); };
+  const auto check_lanes = [&]<typename V>(const float* p) {
+    v::int_lanes<V> outside{};
+    float normal[16], exact[16];
+    v::store16(normal, v::exp16_normal<V>(v::load16<V>(p), outside));
+    v::store16(exact, v::exp16<V, true>(v::load16<V>(p)));
+    int32_t flags[16];
+    std::memcpy(flags, &outside, sizeof(flags));
+    for (int j = 0; j < 16; ++j) {
+      CAPTURE(p[j]);
+      CHECK(bits(exact[j]) == bits(v::exp_f32<true>(p[j])));
+      if (flags[j] == 0) {
+        CHECK(bits(normal[j]) == bits(exact[j]));
+        CHECK(exact[j] >= std::numeric_limits<float>::min());
+      } else {
+        // Flagged only where exp16_normal's scaling is not exact: a result below 2^-125, or NaN.
+        CHECK((std::isnan(p[j]) || exact[j] < 4.0f * std::numeric_limits<float>::min()));
+      }
+      if (std::isnan(p[j]) || exact[j] < std::numeric_limits<float>::min()) CHECK(flags[j] != 0);
+    }
+    CHECK(v::any16(outside) == std::any_of(flags, flags + 16, [](int32_t f) { return f != 0; }));
+  };
+  for (size_t i = 0; i + 16 <= xs.size(); i += 16) {
+    check_lanes.operator()<v::vf16>(xs.data() + i);
+    check_lanes.operator()<v::vf8x2>(xs.data() + i);
+  }
+}
+
 TEST_CASE("float32 sigmoid, tanh, gelu_tanh and gelu_erf: vectorised and strided paths agree with float64") {
   const int64_t n = 20011;  // not a multiple of any vector width
   std::vector<double> v(static_cast<size_t>(n));
@@ -1094,7 +1128,8 @@ TEST_CASE("float32 sigmoid, tanh, gelu_tanh and gelu_erf: vectorised and strided
       // float64 reference of gelu_tanh itself cancels). The vectorised loop may use FMA.
       const double rtol = gelu ? 5e-7 * (1.0 + v[i] * v[i]) : 3e-7;
       CHECK(std::abs(dense[i] - ref[i]) <= rtol * std::abs(ref[i]) + 1e-14);
-      CHECK(std::abs(strided[i] - dense[i]) <= 5e-7 * std::abs(dense[i]) + 1e-37);
+      // Between the two paths too, since only the vectorised one may contract into FMA.
+      CHECK(std::abs(strided[i] - dense[i]) <= std::max(rtol, 5e-7) * std::abs(dense[i]) + 1e-37);
     }
   }
 }
@@ -1119,6 +1154,31 @@ TEST_CASE("fused float32 softmax rows: lengths around the vector width, -inf, lo
         CHECK(std::abs(got[i] - want[i]) <= 2e-6 * std::max(1.0, std::abs(want[i])));
       }
     }
+  }
+  // Terms whose exp is subnormal (x - max in [-104, -87]) are exact to a few subnormal ulps, and a
+  // row with them sends the rows after it to the exact exp (softmax_rows.h): the rows they share
+  // with a call without that row come out with the same bits either way.
+  const int64_t len = 40;
+  std::vector<double> rows_v;
+  for (int64_t r = 0; r < 6; ++r)
+    for (int64_t i = 0; i < len; ++i)
+      rows_v.push_back(static_cast<float>(r == 0 ? -104.0 + 0.45 * static_cast<double>(i) : std::sin(static_cast<double>(r * len + i)) * 8.0));
+  rows_v[len - 1] = 0.0;  // row 0's max: its other terms lie in [-104, -86.5]
+  for (bool log : {false, true}) {
+    CAPTURE(log);
+    const std::vector<double> got = k::softmax(make(rows_v, {6, len}, kFloat32), 1, log).to_vector();
+    const std::vector<double> want = k::softmax(make(rows_v, {6, len}, kFloat64), 1, log).to_vector();
+    for (size_t i = 0; i < got.size(); ++i)
+      CHECK(std::abs(got[i] - want[i]) <= 2e-6 * std::abs(want[i]) + (log ? 0.0 : 1e-44));
+    const std::vector<double> tail_rows(rows_v.begin() + len, rows_v.end());
+    const std::vector<double> alone = k::softmax(make(tail_rows, {5, len}, kFloat32), 1, log).to_vector();
+    for (size_t i = 0; i < alone.size(); ++i) CHECK(alone[i] == got[i + len]);
+  }
+  // NaN in a row gives NaN across it, on either exp.
+  for (double at : {0.0, 3.0}) {
+    std::vector<double> row(17, 1.0);
+    row[static_cast<size_t>(at)] = NAN;
+    for (double y : k::softmax(make(row, {17}, kFloat32), 0, false).to_vector()) CHECK(std::isnan(y));
   }
   // A row of -inf only gives NaN (0 / 0), as before; a transposed input takes the strided path.
   CHECK(std::isnan(k::softmax(make({-INFINITY, -INFINITY}, {2}, kFloat32), 0, false).to_vector()[0]));
@@ -1151,11 +1211,12 @@ TEST_CASE("softmax_backward against its formula, every dim, contiguous and strid
       }
     }
   }
-  // A broadcast gradient (stride 0), as the backward of a sum gives.
+  // A broadcast gradient (stride 0), as the backward of a sum gives: the strided loop against the
+  // vectorised one, within 2 ulp (the vectorised one may contract g - exp(y) s into an FMA).
   const Tensor y = k::softmax(make(xv, shape, kFloat32), 2, true);
   const Tensor ones_g = k::expand_to("test", make({1.0}, {}, kFloat32), shape);
   check_close(k::softmax_backward(y, ones_g, 2, true).to_vector(),
-              k::softmax_backward(y, k::contiguous(ones_g), 2, true).to_vector(), 1e-7);
+              k::softmax_backward(y, k::contiguous(ones_g), 2, true).to_vector(), 2.4e-7);
   CHECK_ERROR(k::softmax_backward(y, zeros({3}), 0, true), "log_softmax_backward: grad of shape [3] does not match");
   CHECK_ERROR(k::softmax_backward(y, k::cast(y, kFloat64), 0, false), "softmax_backward");
   CHECK_ERROR(k::softmax_backward(y, y, 3, false), "softmax_backward: dim 3 is out of range");

@@ -27,11 +27,12 @@ T finite_shift(T max) {
 template <typename V>
 [[gnu::always_inline]] inline void cross_entropy_rows_lanes(const float* x, const int64_t* target, int64_t ignore_index,
                                                             float* loss, float* lse, int64_t rows, int64_t classes) {
+  bool exact = false;
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = x + r * classes;
     const float max = finite_shift(row_max<V>(in, classes));
     const float* next = r + 1 < rows ? in + classes : nullptr;
-    const float shift = max + static_cast<float>(std::log(exp_sum<V>(in, max, nullptr, classes, next)));
+    const float shift = max + static_cast<float>(std::log(exp_sum_rows<V>(in, max, nullptr, classes, next, exact)));
     lse[r] = shift;
     loss[r] = target[r] == ignore_index ? 0.0f : shift - in[target[r]];
   }
@@ -71,10 +72,10 @@ template <typename V>
     }
     const float shift = lse[r], g = grad[r];
     int64_t i = 0;
-    for (; i + kVecWidth <= classes; i += kVecWidth) store16(o + i, exp16<V>(load16<V>(in + i) - shift) * g);
-    for (; i < classes; ++i) o[i] = exp_f32(in[i] - shift) * g;
+    for (; i + kVecWidth <= classes; i += kVecWidth) store16(o + i, exp16<V, true>(load16<V>(in + i) - shift) * g);
+    for (; i < classes; ++i) o[i] = exp_f32<true>(in[i] - shift) * g;
     const int64_t t = target[r];
-    o[t] = (exp_f32(in[t] - shift) - 1.0f) * g;
+    o[t] = (exp_f32<true>(in[t] - shift) - 1.0f) * g;
   }
 }
 MG_VECTORIZE void cross_entropy_backward_rows_f32(const float* x, const int64_t* target, int64_t ignore_index,

@@ -25,6 +25,7 @@ namespace {
 template <typename V>
 [[gnu::always_inline]] inline void softmax_rows_lanes(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows,
                                                       int64_t len, bool log) {
+  bool exact = false;
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = x + r * ldx;
     float* out = y + r * ldy;
@@ -32,10 +33,10 @@ template <typename V>
     float max = row_max<V>(in, len);
     if (std::isinf(max) && max < 0) max = 0.0f;  // all -inf: avoid (-inf) - (-inf)
     if (log) {
-      const float shift = max + static_cast<float>(std::log(exp_sum<V>(in, max, nullptr, len, next)));
+      const float shift = max + static_cast<float>(std::log(exp_sum_rows<V>(in, max, nullptr, len, next, exact)));
       for (int64_t i = 0; i < len; ++i) out[i] = in[i] - shift;
     } else {
-      const float scale = static_cast<float>(1.0 / exp_sum<V>(in, max, out, len, next));
+      const float scale = static_cast<float>(1.0 / exp_sum_rows<V>(in, max, out, len, next, exact));
       for (int64_t i = 0; i < len; ++i) out[i] *= scale;
     }
   }
@@ -117,7 +118,7 @@ template <typename V>
     float* o = out + r * ldo;
     if (log) {
       const float s = static_cast<float>(dot_or_sum<V>(gr, nullptr, len));
-      for (int64_t i = 0; i < len; ++i) o[i] = gr[i] - vec::exp_f32(yr[i]) * s;
+      for (int64_t i = 0; i < len; ++i) o[i] = gr[i] - vec::exp_f32<true>(yr[i]) * s;  // yr: log-probabilities, <= 0
     } else {
       const float s = static_cast<float>(dot_or_sum<V>(gr, yr, len));
       for (int64_t i = 0; i < len; ++i) o[i] = yr[i] * (gr[i] - s);

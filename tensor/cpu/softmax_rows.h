@@ -32,15 +32,51 @@ template <typename V>
       n,
       [&](int64_t i) __attribute__((always_inline)) {
         if (prefetch != nullptr) __builtin_prefetch(prefetch + i);
-        const V e = vec::exp16<V>(vec::load16<V>(x + i) - shift);
+        const V e = vec::exp16<V, true>(vec::load16<V>(x + i) - shift);
         if (y != nullptr) vec::store16(y + i, e);
         return e;
       },
       [&](int64_t i) __attribute__((always_inline)) {
-        const float e = vec::exp_f32(x[i] - shift);
+        const float e = vec::exp_f32<true>(x[i] - shift);
         if (y != nullptr) y[i] = e;
         return e;
       });
+}
+
+// exp_sum with exp16_normal: the same sum and terms when every term is a normal float, and false
+// when one is not (a term below 2^-125, a NaN), in which case the caller must redo the row.
+template <typename V>
+[[gnu::always_inline]] inline bool exp_sum_normal(const float* x, float shift, float* y, int64_t n,
+                                                  const float* prefetch, double& sum) {
+  vec::int_lanes<V> outside{};
+  sum = blocked_sum(
+      n,
+      [&](int64_t i) __attribute__((always_inline)) {
+        if (prefetch != nullptr) __builtin_prefetch(prefetch + i);
+        const V e = vec::exp16_normal<V>(vec::load16<V>(x + i) - shift, outside);
+        if (y != nullptr) vec::store16(y + i, e);
+        return e;
+      },
+      [&](int64_t i) __attribute__((always_inline)) {
+        const float e = vec::exp_f32<true>(x[i] - shift);
+        if (y != nullptr) y[i] = e;
+        return e;
+      });
+  return !vec::any16(outside);
+}
+
+// exp_sum for a run of rows: the normal-range exp first, until a row has a term outside that
+// range; that row is redone and the run's later rows go straight to exp16 (`exact` stays true),
+// so a run of masked rows (-inf terms) pays for one wasted pass, not one per row.
+template <typename V>
+[[gnu::always_inline]] inline double exp_sum_rows(const float* x, float shift, float* y, int64_t n,
+                                                  const float* prefetch, bool& exact) {
+  if (!exact) {
+    double sum = 0.0;
+    if (exp_sum_normal<V>(x, shift, y, n, prefetch, sum)) return sum;
+    exact = true;
+  }
+  return exp_sum<V>(x, shift, y, n, prefetch);
 }
 
 }  // namespace mg::cpu

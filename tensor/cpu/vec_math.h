@@ -26,11 +26,15 @@ namespace mg::cpu::vec {
   return std::bit_cast<float>((std::bit_cast<uint32_t>(a) & mask) | (std::bit_cast<uint32_t>(b) & ~mask));
 }
 
+// kNonPositive: the caller promises x <= 0 or NaN (a softmax term x - max, a log-probability),
+// which drops the upper clamp (exact for any x below 88.7, where exp(x) is finite).
+template <bool kNonPositive = false>
 [[gnu::always_inline]] inline float exp_f32(float x) {
   // Outside [-104, 89] exp is 0 or inf in float; clamping keeps 2^n representable as two
-  // normal factors below. Comparisons let NaN through unchanged.
+  // normal factors below. The comparisons are false for NaN, which passes through the clamps
+  // and every operation after them, so NaN comes out without a test of its own.
   float xc = select_f32(x < -104.0f, -104.0f, x);
-  xc = select_f32(xc > 89.0f, 89.0f, xc);
+  if constexpr (!kNonPositive) xc = select_f32(xc > 89.0f, 89.0f, xc);
   // n = round(x / ln2) by the 1.5 * 2^23 shifter (round to nearest, no float->int conversion).
   constexpr float kShifter = 12582912.0f;
   const float shifted = xc * 1.44269504088896341f + kShifter;
@@ -54,8 +58,7 @@ namespace mg::cpu::vec {
   const int32_t n2 = ni - n1;
   const float s1 = std::bit_cast<float>(static_cast<int32_t>(static_cast<uint32_t>(n1 + 127) << 23));
   const float s2 = std::bit_cast<float>(static_cast<int32_t>(static_cast<uint32_t>(n2 + 127) << 23));
-  const float y = p * s1 * s2;
-  return select_f32(x != x, x, y);
+  return p * s1 * s2;
 }
 
 [[gnu::always_inline]] inline float abs_f32(float x) {
@@ -177,6 +180,9 @@ MG_LANES_COMPARE(!=)
 [[gnu::always_inline]] inline vi8x2 operator>>(const vi8x2& a, int b) { return {a.lo >> b, a.hi >> b}; }
 [[gnu::always_inline]] inline vi8x2 operator<<(const vi8x2& a, int b) { return {a.lo << b, a.hi << b}; }
 [[gnu::always_inline]] inline vf8x2& operator+=(vf8x2& a, const vf8x2& b) { return a = a + b; }
+[[gnu::always_inline]] inline vi8x2& operator|=(vi8x2& a, const vi8x2& b) { return a = a | b; }
+[[gnu::always_inline]] inline vi8x2 operator<(const vi8x2& a, int32_t b) { return {a.lo < b, a.hi < b}; }
+[[gnu::always_inline]] inline vi8x2 operator>(const vi8x2& a, int32_t b) { return {a.lo > b, a.hi > b}; }
 
 // Whether this CPU has AVX-512, where the 16 lanes are one register (vf16).
 inline bool wide_lanes() {
@@ -228,18 +234,19 @@ template <typename V>
   return select16<V>(a > b, a, b);
 }
 
-// exp_f32 on 16 lanes, the same operations in the same order (identical results).
-template <typename V>
-[[gnu::always_inline]] inline V exp16(const V& x) {
-  using I = int_lanes<V>;
+// exp_f32 on 16 lanes, the same operations in the same order (identical results), in two
+// halves: exp(x) = p 2^n with p = exp(r) on |r| <= ln2 / 2 (returned, n in `n`), then the
+// scaling by 2^n.
+template <typename V, bool kNonPositive>
+[[gnu::always_inline]] inline V exp16_reduced(const V& x, int_lanes<V>& n) {
   V xc = select16<V>(x < -104.0f, splat16<V>(-104.0f), x);
-  xc = select16<V>(xc > 89.0f, splat16<V>(89.0f), xc);
+  if constexpr (!kNonPositive) xc = select16<V>(xc > 89.0f, splat16<V>(89.0f), xc);
   constexpr float kShifter = 12582912.0f;
   const V shifted = xc * 1.44269504088896341f + kShifter;
-  const V n = shifted - kShifter;
-  const I ni = __builtin_bit_cast(I, shifted) - std::bit_cast<int32_t>(kShifter);
-  V r = xc - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
+  const V nf = shifted - kShifter;
+  n = __builtin_bit_cast(int_lanes<V>, shifted) - std::bit_cast<int32_t>(kShifter);
+  V r = xc - nf * 0.693359375f;
+  r = r + nf * 2.12194440e-4f;
   const V r2 = r * r;
   V p = splat16<V>(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
@@ -247,13 +254,31 @@ template <typename V>
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  p = p * r2 + r + 1.0f;
-  const I n1 = ni >> 1;
-  const I n2 = ni - n1;
+  return p * r2 + r + 1.0f;
+}
+
+template <typename V, bool kNonPositive = false>
+[[gnu::always_inline]] inline V exp16(const V& x) {
+  int_lanes<V> ni;
+  const V p = exp16_reduced<V, kNonPositive>(x, ni);
+  const auto n1 = ni >> 1;
+  const auto n2 = ni - n1;
   const V s1 = __builtin_bit_cast(V, (n1 + 127) << 23);
   const V s2 = __builtin_bit_cast(V, (n2 + 127) << 23);
-  const V y = p * s1 * s2;
-  return select16<V>(x != x, x, y);
+  return p * s1 * s2;
+}
+
+// exp16<V, true> where the result is a normal float, n added straight into p's exponent field:
+// the same bits as exp16 there, for two integer operations in place of seven and two multiplies
+// (the exp of a softmax row is bound by those). Lanes outside that range (x below about -86.6,
+// so n < -125; NaN, whose n is garbage) come out wrong and set `outside`, for the caller to redo
+// the row with exp16.
+template <typename V>
+[[gnu::always_inline]] inline V exp16_normal(const V& x, int_lanes<V>& outside) {
+  int_lanes<V> ni;
+  const V p = exp16_reduced<V, true>(x, ni);
+  outside |= (ni < -125) | (ni > 0);
+  return __builtin_bit_cast(V, __builtin_bit_cast(int_lanes<V>, p) + (ni << 23));
 }
 
 [[gnu::always_inline]] inline float hmax16(const vf16& v) {
@@ -269,6 +294,20 @@ template <typename V>
 #pragma GCC unroll 8
   for (int j = 0; j < 8; ++j) m = v.hi[j] > m ? v.hi[j] : m;
   return m;
+}
+// Whether any lane of a comparison's result is set.
+[[gnu::always_inline]] inline bool any16(const vi16& m) {
+  int32_t bits = 0;
+#pragma GCC unroll 16
+  for (int j = 0; j < kVecWidth; ++j) bits |= m[j];
+  return bits != 0;
+}
+[[gnu::always_inline]] inline bool any16(const vi8x2& m) {
+  const vi8 both = m.lo | m.hi;
+  int32_t bits = 0;
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) bits |= both[j];
+  return bits != 0;
 }
 [[gnu::always_inline]] inline double hsum16(const vf16& v) {
   double s = 0.0;
