@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <bit>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -1162,7 +1162,8 @@ TEST_CASE("fused float32 softmax rows: lengths around the vector width, -inf, lo
   std::vector<double> rows_v;
   for (int64_t r = 0; r < 6; ++r)
     for (int64_t i = 0; i < len; ++i)
-      rows_v.push_back(static_cast<float>(r == 0 ? -104.0 + 0.45 * static_cast<double>(i) : std::sin(static_cast<double>(r * len + i)) * 8.0));
+      rows_v.push_back(static_cast<float>(r == 0 ? -104.0 + 0.45 * static_cast<double>(i)
+                                                 : std::sin(static_cast<double>(r * len + i)) * 8.0));
   rows_v[len - 1] = 0.0;  // row 0's max: its other terms lie in [-104, -86.5]
   for (bool log : {false, true}) {
     CAPTURE(log);
