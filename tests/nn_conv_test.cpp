@@ -323,13 +323,15 @@ TEST_SUITE("nn.conv") {
     }
   }
 
-  TEST_CASE("conv2d kernels: a 3x3, stride-1, padding-1 window by Winograd F(2x2, 3x3) matches im2col + GEMM") {
-    // Even and odd sizes (edge tiles that hang past the image), the smallest image the CPU takes
-    // this path for (6x6), a strided input, a bias, budgets of one image per group and the default.
+  TEST_CASE("conv2d kernels: a 3x3, stride-1, padding-1 window by Winograd F(2x2) or F(4x4) matches im2col + GEMM") {
+    // Both tile sizes, even and odd sizes (edge tiles that hang past the image), the smallest
+    // image the CPU takes this path for (6x6), a strided input, a bias, budgets of one image per
+    // group and the default.
     struct Case {
-      int64_t n, c, o, h, w;
+      int64_t n, c, o, h, w, tile;
     };
-    const Case cases[] = {{3, 8, 9, 6, 6}, {2, 16, 8, 7, 9}, {1, 9, 12, 8, 5}, {4, 12, 10, 14, 14}};
+    const Case cases[] = {{3, 8, 9, 6, 6, 2}, {2, 16, 8, 7, 9, 2},  {1, 9, 12, 8, 5, 2},   {4, 12, 10, 14, 14, 2},
+                          {3, 8, 9, 7, 7, 4}, {2, 10, 9, 8, 12, 4}, {1, 8, 16, 15, 11, 4}, {2, 9, 8, 28, 28, 4}};
     Window2d w;
     w.kh = w.kw = 3, w.ph = w.pw = 1;
     uint64_t seed = 30;
@@ -337,6 +339,7 @@ TEST_SUITE("nn.conv") {
       for (DType dtype : {kFloat64, kFloat32}) {
         INFO("N", k.n, " C", k.c, " O", k.o, " ", k.h, "x", k.w, " ", dtype);
         REQUIRE(cpu::winograd_conv3x3_applies(Tensor::empty({k.n, k.c, k.h, k.w}, dtype, kCPU), k.o));
+        REQUIRE(cpu::winograd_tile_size(k.h, k.w) == k.tile);
         const Tensor x = N({k.n, k.c, k.w, k.h}, seed++, dtype).transpose(2, 3);  // [n, c, h, w], strided
         const Tensor weight = N({k.o, k.c, 3, 3}, seed++, dtype), bias = N({k.o}, seed++, dtype);
         const Tensor g = N({k.n, k.o, k.h, k.w}, seed++, dtype);
@@ -347,7 +350,8 @@ TEST_SUITE("nn.conv") {
         const Tensor out = matmul(w64, cols).reshape({k.n, k.o, k.h, k.w}) + bias.to(kFloat64).reshape({k.o, 1, 1});
         const Tensor dx = fold2d(matmul(w64.t(), g64), {k.h, k.w}, 3, 1, 1);
         const Tensor dweight = matmul(g64, cols.transpose(1, 2)).sum({0}).reshape(weight.shape());
-        // F(2x2, 3x3) is exact in exact arithmetic: only rounding separates it from im2col.
+        // Winograd is exact in exact arithmetic: only rounding separates it from im2col (in
+        // float32 about 5e-7 of the largest value for F(2x2), 2e-6 for F(4x4) on these cases).
         const double tol = dtype == kFloat64 ? 1e-12 : 2e-5;
         for (int64_t budget : {int64_t{1}, kernels::kConvColumnBytes}) {
           INFO("column bytes " << budget);
@@ -374,7 +378,7 @@ TEST_SUITE("nn.conv") {
     w.kh = w.kw = 3, w.ph = w.pw = 1;
     const Tensor x = N({40, 16, 12, 12}, 50, kFloat32), weight = N({16, 16, 3, 3}, 51, kFloat32);
     const Tensor g = N({40, 16, 12, 12}, 52, kFloat32);
-    const int64_t budget = 16 * 16 * 36 * 4 * 3;  // three images per group: 14 groups
+    const int64_t budget = 36 * 9 * 16 * 4 * 3;  // V of three images (9 tiles each) per group: 14 groups
     const int before = num_threads();
     std::vector<std::vector<double>> results[2];
     for (int threads : {1, 2}) {
@@ -389,9 +393,12 @@ TEST_SUITE("nn.conv") {
     CHECK(results[0][2] == results[1][2]);
   }
 
-  TEST_CASE("Conv2d by Winograd F(2x2, 3x3): gradcheck and gradgradcheck") {
+  TEST_CASE("Conv2d by Winograd F(2x2) and F(4x4): gradcheck and gradgradcheck") {
     Conv2d conv(8, 8, 3, 1, 1);
+    REQUIRE(cpu::winograd_tile_size(6, 7) == 2);
     check_grads(conv, N({1, 8, 6, 7}, 40), "8 -> 8 channels, 6x7");
+    REQUIRE(cpu::winograd_tile_size(8, 7) == 4);
+    check_grads(conv, N({1, 8, 8, 7}, 41), "8 -> 8 channels, 8x7");
   }
 
   TEST_CASE("Conv2d: gradcheck and gradgradcheck through an explicit parameter set") {

@@ -64,12 +64,14 @@ void im2col(const Tensor& x, const Window2d& window, double pad_value, const Ten
 void col2im(const Tensor& cols, const Window2d& window, const Tensor& out);
 
 // cpu_winograd.cpp: a 3x3, stride-1, padding-1, dilation-1 convolution (out [N,O,H,W] contiguous) and its
-// weight gradient (returned [O,C,3,3]) by Winograd's F(2x2, 3x3), images in groups whose
-// transformed input fits column_bytes. Taken for float32 and float64 with at least
-// kWinogradMinChannels input and output channels and kWinogradMinArea pixels per image.
+// weight gradient (returned [O,C,3,3]) by Winograd's F(2x2, 3x3) or F(4x4, 3x3) (the tile side
+// winograd_tile_size picks for the image), images in groups whose transformed input fits
+// column_bytes. Taken for float32 and float64 with at least kWinogradMinChannels input and
+// output channels and kWinogradMinArea pixels per image.
 inline constexpr int64_t kWinogradMinChannels = 8;
 inline constexpr int64_t kWinogradMinArea = 36;
 bool winograd_conv3x3_applies(const Tensor& x, int64_t out_channels);
+int64_t winograd_tile_size(int64_t height, int64_t width);  // 2 or 4
 void winograd_conv3x3(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t column_bytes,
                       const Tensor& out);
 Tensor winograd_conv3x3_weight_grad(const Tensor& grad, const Tensor& x, int64_t column_bytes);

@@ -1,23 +1,35 @@
-// A 3x3, stride-1, padding-1 convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin and
-// Gray, "Fast Algorithms for Convolutional Neural Networks", 2015): each 2x2 block of the output
-// (a tile) comes from the 4x4 block of input around it as
-//   Y = A^T [ (G g G^T) . (B^T d B) ] A          (. elementwise, 16 products per tile)
-// against 36 multiply-adds per tile done directly, so the GEMMs carry 16/36 of im2col's
-// arithmetic. Summed over the input channels, the 16 elementwise products of each tile are 16
-// GEMMs: M[xi] = V[xi] (tiles x C) @ U[xi] (C x O), with
-//   U = G g G^T  [16, C, O]   (the weight, transformed once per call)
-//   V = B^T d B  [16, P, C]   (every tile of a group of images, P = images x tiles)
+// A 3x3, stride-1, padding-1 convolution by Winograd's minimal filtering F(m x m, 3x3) (Lavin and
+// Gray, "Fast Algorithms for Convolutional Neural Networks", 2015): each m x m block of the
+// output (a tile) comes from the (m + 2) x (m + 2) block of input around it as
+//   Y = A^T [ (G g G^T) . (B^T d B) ] A          (. elementwise, (m + 2)^2 products per tile)
+// against 9 m^2 multiply-adds per tile done directly. Summed over the input channels, the
+// elementwise products of each tile are (m + 2)^2 GEMMs: M[xi] = V[xi] (tiles x C) @ U[xi] (C x O),
+//   U = G g G^T  [(m+2)^2, C, O]   (the weight, transformed once per call)
+//   V = B^T d B  [(m+2)^2, P, C]   (every tile of a group of images, P = images x tiles)
 // and the output is A^T M A per tile. The weight gradient is the adjoint of the same algorithm:
 //   dU[xi] = V[xi]^T @ (A dY A^T)[xi]  (summed over the tiles),   dg = G^T dU G.
-// The algorithm is exact in exact arithmetic; in floating point its sums are ordered differently
-// from im2col's, so the two agree to rounding.
+// Two tile sizes:
+//   F(2x2, 3x3): 16/36 of im2col's multiplications; transforms of 0s, 1s and 1/2s.
+//   F(4x4, 3x3): 36/144, a quarter; transforms with coefficients up to 8 and down to 1/24, so
+//     float32 rounds a few times wider (about 2e-6 of the largest value, against 5e-7), and
+//     each transform costs about twice as much per pixel.
+// The larger tile wins where the image is close to a multiple of 4 pixels (7x7: 44% fewer
+// products; 14x14, three and a half tiles across: 27% fewer, which the transforms eat).
+// Both are exact in exact arithmetic; in floating point their sums are ordered differently from
+// im2col's, so they agree with it to rounding.
 //
-// With B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
-// A^T = [1 1 1 0; 0 1 -1 -1]. The transforms run with channels innermost, on images transposed to
-// [H, W, C], so that each is one contiguous vector loop over the channels per tile, whatever the
-// image's size; U, V and M keep channels innermost for the same reason, and the GEMMs take them
-// as they are. Images go through in groups whose V fits a budget, as im2col's columns do
-// (kernels_conv.cpp).
+// The matrices:
+//   F(2x2): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+//           A^T = [1 1 1 0; 0 1 -1 -1]
+//   F(4x4) (interpolation points 0, 1, -1, 2, -2 and infinity):
+//           B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+//           G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+//           A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+// Each 2-D transform is the 1-D one down the columns, then along the rows. The transforms run
+// with channels innermost, on images transposed to [H, W, C], so that each is one contiguous
+// vector loop over the channels per tile, whatever the image's size; U, V and M keep channels
+// innermost for the same reason, and the GEMMs take them as they are. Images go through in groups
+// whose V fits a budget, as im2col's columns do (kernels_conv.cpp).
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -31,15 +43,16 @@
 namespace mg::cpu {
 namespace {
 
-constexpr int64_t kTileArea = 16;  // a 4x4 transformed tile: 16 GEMMs
-
 struct TileGrid {
   int64_t h, w;    // image height and width
-  int64_t th, tw;  // tiles down and across: ceil(h / 2), ceil(w / 2)
+  int64_t th, tw;  // tiles down and across: ceil(h / m), ceil(w / m)
   int64_t tiles() const { return th * tw; }
 };
 
-TileGrid grid_of(int64_t h, int64_t w) { return {h, w, (h + 1) / 2, (w + 1) / 2}; }
+template <typename F>
+TileGrid grid_of(int64_t h, int64_t w) {
+  return {h, w, (h + F::kOut - 1) / F::kOut, (w + F::kOut - 1) / F::kOut};
+}
 
 // dst [cols, rows] = src [rows, cols]^T, in square blocks that stay in L1.
 template <typename T>
@@ -90,13 +103,13 @@ void transpose_images(const T* src, int64_t count, int64_t rows, int64_t cols, T
 }
 
 // Pointers to the channels of the n x n pixels of tile `tile` of a group of [H, W, channels]
-// images, starting `shift` pixels from the tile's top-left output pixel (-1: the 4x4 input block
-// around a tile, 0: its 2x2 outputs); pixels off the image point at `outside`.
-template <int64_t N, typename P>
+// images with M x M tiles, starting `shift` pixels from the tile's top-left output pixel (-1: the
+// input block around a tile, 0: its outputs); pixels off the image point at `outside`.
+template <int64_t M, int64_t N, typename P>
 void tile_pixels(P images, const TileGrid& g, int64_t channels, int64_t tile, int64_t shift, P outside,
                  P (&at)[N * N]) {
   const int64_t image = tile / g.tiles();
-  const int64_t y0 = 2 * (tile % g.tiles() / g.tw) + shift, x0 = 2 * (tile % g.tw) + shift;
+  const int64_t y0 = M * (tile % g.tiles() / g.tw) + shift, x0 = M * (tile % g.tw) + shift;
   const P base = images + image * g.h * g.w * channels;
   for (int64_t r = 0; r < N; ++r)
     for (int64_t s = 0; s < N; ++s) {
@@ -105,160 +118,288 @@ void tile_pixels(P images, const TileGrid& g, int64_t channels, int64_t tile, in
     }
 }
 
-// V = B^T d B for one tile, channel by channel: v[xi * stride + channel].
-template <typename T>
-[[gnu::always_inline]] inline void input_tile(const T* const (&d)[16], int64_t c, T* v, int64_t stride) {
+// The two tile sizes: kOut output pixels along a tile's side from kIn input pixels, a tile of
+// kArea transformed values, and the 1-D transforms on one channel's values (the 2-D ones apply
+// them down the columns, then along the rows):
+//   input_1d r = B^T x, output_1d y = A^T m, grad_1d a = A g (output_1d's adjoint),
+//   weight_1d u = G k, weight_grad_1d k = G^T d (weight_1d's adjoint).
+struct F2x2 {
+  static constexpr int64_t kOut = 2, kIn = 4, kArea = 16;
+  // A group's V near L2's size: the transforms and the GEMMs' packing then find it there (on the
+  // 64-channel 14x14 layer the three kernels ran 6% faster than with im2col's 2 MiB).
+  static constexpr int64_t kGroupBytes = 512 << 10;
+  template <typename T>
+  [[gnu::always_inline]] static void input_1d(const T (&x)[4], T (&r)[4]) {
+    r[0] = x[0] - x[2];
+    r[1] = x[1] + x[2];
+    r[2] = x[2] - x[1];
+    r[3] = x[1] - x[3];
+  }
+  template <typename T>
+  [[gnu::always_inline]] static void output_1d(const T (&m)[4], T (&y)[2]) {
+    y[0] = m[0] + m[1] + m[2];
+    y[1] = m[1] - m[2] - m[3];
+  }
+  template <typename T>
+  [[gnu::always_inline]] static void grad_1d(const T (&g)[2], T (&a)[4]) {
+    a[0] = g[0];
+    a[1] = g[0] + g[1];
+    a[2] = g[0] - g[1];
+    a[3] = -g[1];
+  }
+  template <typename T>
+  [[gnu::always_inline]] static void weight_1d(const T (&k)[3], T (&u)[4]) {
+    u[0] = k[0];
+    u[1] = T(0.5) * (k[0] + k[1] + k[2]);
+    u[2] = T(0.5) * (k[0] - k[1] + k[2]);
+    u[3] = k[2];
+  }
+  template <typename T>
+  [[gnu::always_inline]] static void weight_grad_1d(const T (&d)[4], T (&k)[3]) {
+    k[0] = d[0] + T(0.5) * (d[1] + d[2]);
+    k[1] = T(0.5) * (d[1] - d[2]);
+    k[2] = T(0.5) * (d[1] + d[2]) + d[3];
+  }
+};
+
+struct F4x4 {
+  static constexpr int64_t kOut = 4, kIn = 6, kArea = 36;
+  // Its GEMMs have fewer tiles per image than F(2x2)'s: twice the budget keeps them about as
+  // long (8-10% faster on the 64-channel 7x7 and 14x14 layers than 512 KiB).
+  static constexpr int64_t kGroupBytes = 1 << 20;
+  template <typename T>
+  [[gnu::always_inline]] static void input_1d(const T (&x)[6], T (&r)[6]) {
+    r[0] = T(4) * x[0] - T(5) * x[2] + x[4];
+    r[1] = (x[3] + x[4]) - T(4) * (x[1] + x[2]);
+    r[2] = (x[4] - x[3]) + T(4) * (x[1] - x[2]);
+    r[3] = (x[4] - x[2]) + T(2) * (x[3] - x[1]);
+    r[4] = (x[4] - x[2]) - T(2) * (x[3] - x[1]);
+    r[5] = T(4) * x[1] - T(5) * x[3] + x[5];
+  }
+  template <typename T>
+  [[gnu::always_inline]] static void output_1d(const T (&m)[6], T (&y)[4]) {
+    const T sum12 = m[1] + m[2], diff12 = m[1] - m[2], sum34 = m[3] + m[4], diff34 = m[3] - m[4];
+    y[0] = m[0] + sum12 + sum34;
+    y[1] = diff12 + T(2) * diff34;
+    y[2] = sum12 + T(4) * sum34;
+    y[3] = diff12 + T(8) * diff34 + m[5];
+  }
+  template <typename T>
+  [[gnu::always_inline]] static void grad_1d(const T (&g)[4], T (&a)[6]) {
+    const T even = g[0] + g[2], odd = g[1] + g[3], even4 = g[0] + T(4) * g[2], odd4 = g[1] + T(4) * g[3];
+    a[0] = g[0];
+    a[1] = even + odd;
+    a[2] = even - odd;
+    a[3] = even4 + T(2) * odd4;
+    a[4] = even4 - T(2) * odd4;
+    a[5] = g[3];
+  }
+  template <typename T>
+  [[gnu::always_inline]] static void weight_1d(const T (&k)[3], T (&u)[6]) {
+    u[0] = k[0] / T(4);
+    u[1] = -(k[0] + k[1] + k[2]) / T(6);
+    u[2] = -(k[0] - k[1] + k[2]) / T(6);
+    u[3] = k[0] / T(24) + k[1] / T(12) + k[2] / T(6);
+    u[4] = k[0] / T(24) - k[1] / T(12) + k[2] / T(6);
+    u[5] = k[2];
+  }
+  template <typename T>
+  [[gnu::always_inline]] static void weight_grad_1d(const T (&d)[6], T (&k)[3]) {
+    k[0] = d[0] / T(4) - (d[1] + d[2]) / T(6) + (d[3] + d[4]) / T(24);
+    k[1] = (d[2] - d[1]) / T(6) + (d[3] - d[4]) / T(12);
+    k[2] = (d[3] + d[4] - d[1] - d[2]) / T(6) + d[5];
+  }
+};
+
+// V = B^T d B for one tile, channel by channel: v[xi * stride + channel] from the kIn x kIn
+// pixels d. The small loops are unrolled outright, so that the channel loop vectorises.
+template <typename F, typename T>
+[[gnu::always_inline]] inline void input_tile(const T* const (&d)[F::kArea], int64_t c, T* v, int64_t stride) {
+  constexpr int64_t n = F::kIn;
   MG_NO_OVERLAP
   for (int64_t k = 0; k < c; ++k) {
-    T t[4][4];  // B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3
-    for (int64_t s = 0; s < 4; ++s) {
-      t[0][s] = d[s][k] - d[8 + s][k];
-      t[1][s] = d[4 + s][k] + d[8 + s][k];
-      t[2][s] = d[8 + s][k] - d[4 + s][k];
-      t[3][s] = d[4 + s][k] - d[12 + s][k];
+    T t[n][n];  // B^T d, by columns
+#pragma GCC unroll 6
+    for (int64_t s = 0; s < n; ++s) {
+      T column[n], r[n];
+#pragma GCC unroll 6
+      for (int64_t i = 0; i < n; ++i) column[i] = d[i * n + s][k];
+      F::input_1d(column, r);
+#pragma GCC unroll 6
+      for (int64_t i = 0; i < n; ++i) t[i][s] = r[i];
     }
-    for (int64_t i = 0; i < 4; ++i) {  // (B^T d) B on each row [a b c d]: a - c, b + c, c - b, b - d
-      v[(i * 4 + 0) * stride + k] = t[i][0] - t[i][2];
-      v[(i * 4 + 1) * stride + k] = t[i][1] + t[i][2];
-      v[(i * 4 + 2) * stride + k] = t[i][2] - t[i][1];
-      v[(i * 4 + 3) * stride + k] = t[i][1] - t[i][3];
+#pragma GCC unroll 6
+    for (int64_t i = 0; i < n; ++i) {
+      T r[n];
+      F::input_1d(t[i], r);
+#pragma GCC unroll 6
+      for (int64_t j = 0; j < n; ++j) v[(i * n + j) * stride + k] = r[j];
     }
   }
 }
 
 // Y = A^T M A for one tile, channel by channel, from m[xi * stride + channel], plus the bias
-// (null: none): y[i * 2 + j] points at output pixel (2ty + i, 2tx + j).
-template <typename T>
-[[gnu::always_inline]] inline void output_tile(const T* m, int64_t stride, int64_t o, const T* bias, T* const (&y)[4]) {
+// (null: none): y[i * kOut + j] points at output pixel (kOut ty + i, kOut tx + j).
+template <typename F, typename T>
+[[gnu::always_inline]] inline void output_tile(const T* m, int64_t stride, int64_t o, const T* bias,
+                                               T* const (&y)[F::kOut * F::kOut]) {
+  constexpr int64_t n = F::kIn, q = F::kOut;
   MG_NO_OVERLAP
   for (int64_t k = 0; k < o; ++k) {
-    T s[2][4];  // A^T M: rows m0 + m1 + m2, m1 - m2 - m3
-    for (int64_t j = 0; j < 4; ++j) {
-      s[0][j] = m[j * stride + k] + m[(4 + j) * stride + k] + m[(8 + j) * stride + k];
-      s[1][j] = m[(4 + j) * stride + k] - m[(8 + j) * stride + k] - m[(12 + j) * stride + k];
+    T s[q][n];  // A^T M, by columns
+#pragma GCC unroll 6
+    for (int64_t j = 0; j < n; ++j) {
+      T column[n], r[q];
+#pragma GCC unroll 6
+      for (int64_t i = 0; i < n; ++i) column[i] = m[(i * n + j) * stride + k];
+      F::output_1d(column, r);
+#pragma GCC unroll 4
+      for (int64_t i = 0; i < q; ++i) s[i][j] = r[i];
     }
     const T b = bias != nullptr ? bias[k] : T(0);
-    for (int64_t i = 0; i < 2; ++i) {  // (A^T M) A on each row [a b c d]: a + b + c, b - c - d
-      y[i * 2][k] = s[i][0] + s[i][1] + s[i][2] + b;
-      y[i * 2 + 1][k] = s[i][1] - s[i][2] - s[i][3] + b;
+#pragma GCC unroll 4
+    for (int64_t i = 0; i < q; ++i) {
+      T r[q];
+      F::output_1d(s[i], r);
+#pragma GCC unroll 4
+      for (int64_t j = 0; j < q; ++j) y[i * q + j][k] = r[j] + b;
     }
   }
 }
 
-// A dY A^T for one tile of output gradient, channel by channel: g[i * 2 + j] points at the
-// gradient of output pixel (2ty + i, 2tx + j) (zeros outside the image), into gt[xi * stride + channel].
-template <typename T>
-[[gnu::always_inline]] inline void grad_tile(const T* const (&g)[4], int64_t o, T* gt, int64_t stride) {
+// A dY A^T for one tile of output gradient, channel by channel: g[i * kOut + j] points at the
+// gradient of output pixel (kOut ty + i, kOut tx + j) (zeros outside the image), into
+// gt[xi * stride + channel].
+template <typename F, typename T>
+[[gnu::always_inline]] inline void grad_tile(const T* const (&g)[F::kOut * F::kOut], int64_t o, T* gt, int64_t stride) {
+  constexpr int64_t n = F::kIn, q = F::kOut;
   MG_NO_OVERLAP
   for (int64_t k = 0; k < o; ++k) {
-    const T g00 = g[0][k], g01 = g[1][k], g10 = g[2][k], g11 = g[3][k];
-    // A dY: rows g0, g0 + g1, g0 - g1, -g1; each row [a b] times A^T: a, a + b, a - b, -b.
-    const T a[4] = {g00, g00 + g10, g00 - g10, -g10};
-    const T b[4] = {g01, g01 + g11, g01 - g11, -g11};
-    for (int64_t i = 0; i < 4; ++i) {
-      gt[(i * 4 + 0) * stride + k] = a[i];
-      gt[(i * 4 + 1) * stride + k] = a[i] + b[i];
-      gt[(i * 4 + 2) * stride + k] = a[i] - b[i];
-      gt[(i * 4 + 3) * stride + k] = -b[i];
+    T t[n][q];  // A dY, by columns
+#pragma GCC unroll 4
+    for (int64_t s = 0; s < q; ++s) {
+      T column[q], r[n];
+#pragma GCC unroll 4
+      for (int64_t i = 0; i < q; ++i) column[i] = g[i * q + s][k];
+      F::grad_1d(column, r);
+#pragma GCC unroll 6
+      for (int64_t i = 0; i < n; ++i) t[i][s] = r[i];
+    }
+#pragma GCC unroll 6
+    for (int64_t i = 0; i < n; ++i) {
+      T r[n];
+      F::grad_1d(t[i], r);
+#pragma GCC unroll 6
+      for (int64_t j = 0; j < n; ++j) gt[(i * n + j) * stride + k] = r[j];
     }
   }
 }
 
-// The kernels as called: float32 through the per-ISA clones (simd.h), float64 as compiled.
+// The kernels as called: float32 through the per-ISA clones (simd.h), float64 as compiled; the
+// tile size is in the pointer arrays' lengths.
 MG_VECTORIZE void input_tile_kernel(const float* const (&d)[16], int64_t c, float* v, int64_t stride) {
-  input_tile(d, c, v, stride);
+  input_tile<F2x2>(d, c, v, stride);
+}
+MG_VECTORIZE void input_tile_kernel(const float* const (&d)[36], int64_t c, float* v, int64_t stride) {
+  input_tile<F4x4>(d, c, v, stride);
 }
 MG_VECTORIZE void output_tile_kernel(const float* m, int64_t stride, int64_t o, const float* bias,
                                      float* const (&y)[4]) {
-  output_tile(m, stride, o, bias, y);
+  output_tile<F2x2>(m, stride, o, bias, y);
+}
+MG_VECTORIZE void output_tile_kernel(const float* m, int64_t stride, int64_t o, const float* bias,
+                                     float* const (&y)[16]) {
+  output_tile<F4x4>(m, stride, o, bias, y);
 }
 MG_VECTORIZE void grad_tile_kernel(const float* const (&g)[4], int64_t o, float* gt, int64_t stride) {
-  grad_tile(g, o, gt, stride);
+  grad_tile<F2x2>(g, o, gt, stride);
 }
-void input_tile_kernel(const double* const (&d)[16], int64_t c, double* v, int64_t stride) {
-  input_tile(d, c, v, stride);
+MG_VECTORIZE void grad_tile_kernel(const float* const (&g)[16], int64_t o, float* gt, int64_t stride) {
+  grad_tile<F4x4>(g, o, gt, stride);
 }
-void output_tile_kernel(const double* m, int64_t stride, int64_t o, const double* bias, double* const (&y)[4]) {
-  output_tile(m, stride, o, bias, y);
+template <size_t N>
+void input_tile_kernel(const double* const (&d)[N], int64_t c, double* v, int64_t stride) {
+  input_tile<std::conditional_t<N == 16, F2x2, F4x4>>(d, c, v, stride);
 }
-void grad_tile_kernel(const double* const (&g)[4], int64_t o, double* gt, int64_t stride) {
-  grad_tile(g, o, gt, stride);
+template <size_t N>
+void output_tile_kernel(const double* m, int64_t stride, int64_t o, const double* bias, double* const (&y)[N]) {
+  output_tile<std::conditional_t<N == 4, F2x2, F4x4>>(m, stride, o, bias, y);
+}
+template <size_t N>
+void grad_tile_kernel(const double* const (&g)[N], int64_t o, double* gt, int64_t stride) {
+  grad_tile<std::conditional_t<N == 4, F2x2, F4x4>>(g, o, gt, stride);
 }
 
-// V [16, P, C] for the count images of xt [count, H, W, C].
-template <typename T>
+// V [kArea, P, C] for the count images of xt [count, H, W, C].
+template <typename F, typename T>
 void transform_input(const T* xt, int64_t count, int64_t c, const TileGrid& g, T* v) {
   const int64_t p = count * g.tiles();
   const std::vector<T> zeros(static_cast<std::size_t>(c), T(0));
   parallel_for(p, 32 * c, [&](int64_t begin, int64_t end) {
     for (int64_t tile = begin; tile < end; ++tile) {
-      const T* d[16];
-      tile_pixels<4>(xt, g, c, tile, -1, zeros.data(), d);
+      const T* d[F::kArea];
+      tile_pixels<F::kOut, F::kIn>(xt, g, c, tile, -1, zeros.data(), d);
       input_tile_kernel(d, c, v + tile * c, p * c);
     }
   });
 }
 
-// U [16, C, O] = G g G^T for each 3x3 kernel of weight [O, C, 3, 3] (contiguous).
-template <typename T>
+// U [kArea, C, O] = G g G^T for each 3x3 kernel of weight [O, C, 3, 3] (contiguous).
+template <typename F, typename T>
 void transform_weight(const T* weight, int64_t o, int64_t c, T* u) {
+  constexpr int64_t n = F::kIn;
   const int64_t stride = o * c;
   for (int64_t oi = 0; oi < o; ++oi)
     for (int64_t ci = 0; ci < c; ++ci) {
       const T* k = weight + (oi * c + ci) * 9;
-      T t[4][3];  // G g: rows g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2
+      T t[n][3];  // G g, by columns
       for (int64_t j = 0; j < 3; ++j) {
-        t[0][j] = k[j];
-        t[1][j] = T(0.5) * (k[j] + k[3 + j] + k[6 + j]);
-        t[2][j] = T(0.5) * (k[j] - k[3 + j] + k[6 + j]);
-        t[3][j] = k[6 + j];
+        const T column[3] = {k[j], k[3 + j], k[6 + j]};
+        T r[n];
+        F::weight_1d(column, r);
+        for (int64_t i = 0; i < n; ++i) t[i][j] = r[i];
       }
       T* at = u + ci * o + oi;
-      for (int64_t i = 0; i < 4; ++i) {  // (G g) G^T on each row [a b c]: a, (a + b + c) / 2, (a - b + c) / 2, c
-        at[(i * 4 + 0) * stride] = t[i][0];
-        at[(i * 4 + 1) * stride] = T(0.5) * (t[i][0] + t[i][1] + t[i][2]);
-        at[(i * 4 + 2) * stride] = T(0.5) * (t[i][0] - t[i][1] + t[i][2]);
-        at[(i * 4 + 3) * stride] = t[i][2];
+      for (int64_t i = 0; i < n; ++i) {
+        T r[n];
+        F::weight_1d(t[i], r);
+        for (int64_t j = 0; j < n; ++j) at[(i * n + j) * stride] = r[j];
       }
     }
 }
 
-// dweight [O, C, 3, 3] = G^T dU G for each 4x4 of du [16, C, O].
-template <typename T>
+// dweight [O, C, 3, 3] = G^T dU G for each kIn x kIn of du [kArea, C, O].
+template <typename F, typename T>
 void transform_weight_grad(const T* du, int64_t o, int64_t c, T* dweight) {
+  constexpr int64_t n = F::kIn;
   const int64_t stride = o * c;
   for (int64_t oi = 0; oi < o; ++oi)
     for (int64_t ci = 0; ci < c; ++ci) {
-      T d[4][4];
-      for (int64_t xi = 0; xi < kTileArea; ++xi) d[xi / 4][xi % 4] = du[xi * stride + ci * o + oi];
-      T t[3][4];  // G^T dU: rows u0 + (u1 + u2) / 2, (u1 - u2) / 2, (u1 + u2) / 2 + u3
-      for (int64_t j = 0; j < 4; ++j) {
-        t[0][j] = d[0][j] + T(0.5) * (d[1][j] + d[2][j]);
-        t[1][j] = T(0.5) * (d[1][j] - d[2][j]);
-        t[2][j] = T(0.5) * (d[1][j] + d[2][j]) + d[3][j];
+      T t[3][n];  // G^T dU, by columns
+      for (int64_t j = 0; j < n; ++j) {
+        T column[n], r[3];
+        for (int64_t i = 0; i < n; ++i) column[i] = du[(i * n + j) * stride + ci * o + oi];
+        F::weight_grad_1d(column, r);
+        for (int64_t i = 0; i < 3; ++i) t[i][j] = r[i];
       }
       T* k = dweight + (oi * c + ci) * 9;
-      for (int64_t i = 0; i < 3; ++i) {  // (G^T dU) G on each row [a b c d]
-        k[i * 3 + 0] = t[i][0] + T(0.5) * (t[i][1] + t[i][2]);
-        k[i * 3 + 1] = T(0.5) * (t[i][1] - t[i][2]);
-        k[i * 3 + 2] = T(0.5) * (t[i][1] + t[i][2]) + t[i][3];
+      for (int64_t i = 0; i < 3; ++i) {
+        T r[3];
+        F::weight_grad_1d(t[i], r);
+        for (int64_t j = 0; j < 3; ++j) k[i * 3 + j] = r[j];
       }
     }
 }
-
-// A group's V (and its M or transformed gradient, as large) near L2's size: the transforms and
-// the GEMMs' packing then find them there. On the 64-channel 14x14 layer the three kernels ran
-// 6% faster than with im2col's 2 MiB.
-constexpr int64_t kGroupBytes = 512 << 10;
 
 // The weight gradient's groups go in at most this many blocks of partial sums (kept at once).
 constexpr int64_t kWeightGradBlocks = 8;
 
-// Images per group: as many as have V [16, tiles, C] within column_bytes (and kGroupBytes), at
-// least one.
+// Images per group: as many as have V [kArea, tiles, C] within column_bytes (and the tile size's
+// group budget), at least one.
+template <typename F>
 int64_t group_images(int64_t n, int64_t c, const TileGrid& g, int64_t element, int64_t column_bytes) {
-  const int64_t per_image = std::max<int64_t>(1, kTileArea * c * g.tiles() * element);
-  return std::clamp<int64_t>(std::min(column_bytes, kGroupBytes) / per_image, 1, std::max<int64_t>(n, 1));
+  const int64_t per_image = std::max<int64_t>(1, F::kArea * c * g.tiles() * element);
+  return std::clamp<int64_t>(std::min(column_bytes, F::kGroupBytes) / per_image, 1, std::max<int64_t>(n, 1));
 }
 
 // t itself when contiguous, else a contiguous copy.
@@ -274,37 +415,37 @@ Tensor scratch(const Shape& shape) {
   return Tensor::empty(shape, std::is_same_v<T, float> ? kFloat32 : kFloat64, kCPU);
 }
 
-// xt [count, H, W, C] and V [16, P, C] for images [begin, begin + count) of x [N, C, H, W].
-template <typename T>
+// xt [count, H, W, C] and V [kArea, P, C] for images [begin, begin + count) of x [N, C, H, W].
+template <typename F, typename T>
 Tensor transformed_input(const T* x, int64_t begin, int64_t count, int64_t c, const TileGrid& g) {
   const Tensor xt = scratch<T>({count, g.h, g.w, c});
   transpose_images(x + begin * c * g.h * g.w, count, c, g.h * g.w, xt.data_ptr<T>());
-  const Tensor v = scratch<T>({kTileArea, count * g.tiles(), c});
-  transform_input(xt.data_ptr<T>(), count, c, g, v.data_ptr<T>());
+  const Tensor v = scratch<T>({F::kArea, count * g.tiles(), c});
+  transform_input<F>(xt.data_ptr<T>(), count, c, g, v.data_ptr<T>());
   return v;
 }
 
-template <typename T>
+template <typename F, typename T>
 void conv_typed(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, int64_t column_bytes,
                 const Tensor& out) {
   const Tensor x = dense(x_in), weight = dense(weight_in);
   const Tensor bias = bias_in.defined() ? dense(bias_in) : Tensor();
   const int64_t n = x.shape()[0], c = x.shape()[1], o = weight.shape()[0];
-  const TileGrid g = grid_of(x.shape()[2], x.shape()[3]);
-  const Tensor u = scratch<T>({kTileArea, c, o});
-  transform_weight(weight.data_ptr<T>(), o, c, u.data_ptr<T>());
+  const TileGrid g = grid_of<F>(x.shape()[2], x.shape()[3]);
+  const Tensor u = scratch<T>({F::kArea, c, o});
+  transform_weight<F>(weight.data_ptr<T>(), o, c, u.data_ptr<T>());
   const T* b = bias.defined() ? bias.data_ptr<T>() : nullptr;
-  const int64_t group = group_images(n, c, g, sizeof(T), column_bytes);
+  const int64_t group = group_images<F>(n, c, g, sizeof(T), column_bytes);
   const int64_t groups = (n + group - 1) / group;
   // Groups in parallel, each on one thread (its GEMM and transforms then stay on it): a group's
   // GEMMs are too small to split well, and its transforms too short to be worth a fork. A batch
   // of one group runs alone, its GEMM and transforms parallel inside.
-  parallel_for(groups, group * kTileArea * (c + o) * g.tiles(), [&](int64_t first_group, int64_t last_group) {
+  parallel_for(groups, group * F::kArea * (c + o) * g.tiles(), [&](int64_t first_group, int64_t last_group) {
     for (int64_t gi = first_group; gi < last_group; ++gi) {
       const int64_t begin = gi * group;
       const int64_t count = std::min(group, n - begin), p = count * g.tiles();
-      const Tensor v = transformed_input(x.data_ptr<T>(), begin, count, c, g);
-      const Tensor m = scratch<T>({kTileArea, p, o});
+      const Tensor v = transformed_input<F>(x.data_ptr<T>(), begin, count, c, g);
+      const Tensor m = scratch<T>({F::kArea, p, o});
       matmul(v, u, m);
       // Y per tile into yt [count, H, W, O]; the pixels of edge tiles past the image go to a sink.
       const Tensor yt = scratch<T>({count, g.h, g.w, o});
@@ -313,8 +454,8 @@ void conv_typed(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_
       parallel_for(p, 32 * o, [&](int64_t first, int64_t last) {
         std::vector<T> sink(static_cast<std::size_t>(o));
         for (int64_t tile = first; tile < last; ++tile) {
-          T* y[4];
-          tile_pixels<2>(ytp, g, o, tile, 0, sink.data(), y);
+          T* y[F::kOut * F::kOut];
+          tile_pixels<F::kOut, F::kOut>(ytp, g, o, tile, 0, sink.data(), y);
           output_tile_kernel(mp + tile * o, p * o, o, b, y);
         }
       });
@@ -323,44 +464,44 @@ void conv_typed(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_
   });
 }
 
-template <typename T>
+template <typename F, typename T>
 Tensor weight_grad_typed(const Tensor& grad_in, const Tensor& x_in, int64_t column_bytes) {
   const Tensor x = dense(x_in), grad = dense(grad_in);
   const int64_t n = x.shape()[0], c = x.shape()[1], o = grad.shape()[1];
-  const TileGrid g = grid_of(x.shape()[2], x.shape()[3]);
+  const TileGrid g = grid_of<F>(x.shape()[2], x.shape()[3]);
   const std::vector<T> zeros(static_cast<std::size_t>(o), T(0));
-  const int64_t group = group_images(n, c, g, sizeof(T), column_bytes);
+  const int64_t group = group_images<F>(n, c, g, sizeof(T), column_bytes);
   const int64_t groups = (n + group - 1) / group;
   // The groups in a fixed number of blocks, each summing its groups' dU in order on one thread;
   // the blocks' sums are then added in order. The blocks depend on the batch only, so the result
   // does not depend on the number of threads.
   const int64_t blocks = std::min(groups, kWeightGradBlocks);
-  const Tensor partial = scratch<T>({blocks, kTileArea, c, o});
+  const Tensor partial = scratch<T>({blocks, F::kArea, c, o});
   auto block_sum = [&](int64_t block) {
-    return Tensor::make_view(partial, {kTileArea, c, o}, {c * o, o, 1}, partial.offset() + block * kTileArea * c * o);
+    return Tensor::make_view(partial, {F::kArea, c, o}, {c * o, o, 1}, partial.offset() + block * F::kArea * c * o);
   };
-  parallel_for(blocks, (groups / blocks) * group * kTileArea * (c + o) * g.tiles(), [&](int64_t b0, int64_t b1) {
-    const Tensor part = scratch<T>({kTileArea, c, o});  // a later group's dU, before it is added
+  parallel_for(blocks, (groups / blocks) * group * F::kArea * (c + o) * g.tiles(), [&](int64_t b0, int64_t b1) {
+    const Tensor part = scratch<T>({F::kArea, c, o});  // a later group's dU, before it is added
     for (int64_t block = b0; block < b1; ++block) {
       const Tensor du = block_sum(block);
       for (int64_t gi = groups * block / blocks; gi < groups * (block + 1) / blocks; ++gi) {
         const int64_t begin = gi * group;
         const int64_t count = std::min(group, n - begin), p = count * g.tiles();
-        const Tensor v = transformed_input(x.data_ptr<T>(), begin, count, c, g);
+        const Tensor v = transformed_input<F>(x.data_ptr<T>(), begin, count, c, g);
         const Tensor gtt = scratch<T>({count, g.h, g.w, o});
         transpose_images(grad.data_ptr<T>() + begin * o * g.h * g.w, count, o, g.h * g.w, gtt.data_ptr<T>());
-        const Tensor gt = scratch<T>({kTileArea, p, o});
+        const Tensor gt = scratch<T>({F::kArea, p, o});
         const T* gtp = gtt.data_ptr<T>();
         T* out = gt.data_ptr<T>();
         parallel_for(p, 32 * o, [&](int64_t first, int64_t last) {
           for (int64_t tile = first; tile < last; ++tile) {
-            const T* d[4];
-            tile_pixels<2>(gtp, g, o, tile, 0, zeros.data(), d);
+            const T* d[F::kOut * F::kOut];
+            tile_pixels<F::kOut, F::kOut>(gtp, g, o, tile, 0, zeros.data(), d);
             grad_tile_kernel(d, o, out + tile * o, p * o);
           }
         });
         // dU[xi] (C x O) = V[xi]^T (C x P) @ Gt[xi] (P x O), summed over the block's groups.
-        const Tensor v_t = Tensor::make_view(v, {kTileArea, c, p}, {p * c, 1, c}, v.offset());
+        const Tensor v_t = Tensor::make_view(v, {F::kArea, c, p}, {p * c, 1, c}, v.offset());
         if (gi == groups * block / blocks) {
           matmul(v_t, gt, du);
         } else {
@@ -373,7 +514,7 @@ Tensor weight_grad_typed(const Tensor& grad_in, const Tensor& x_in, int64_t colu
   const Tensor du = block_sum(0);
   for (int64_t block = 1; block < blocks; ++block) binary(BinaryOp::Add, du, block_sum(block), du);
   Tensor dweight = scratch<T>({o, c, 3, 3});
-  transform_weight_grad(du.data_ptr<T>(), o, c, dweight.data_ptr<T>());
+  transform_weight_grad<F>(du.data_ptr<T>(), o, c, dweight.data_ptr<T>());
   return dweight;
 }
 
@@ -387,14 +528,27 @@ bool winograd_conv3x3_applies(const Tensor& x, int64_t out_channels) {
          x.shape()[2] * x.shape()[3] >= kWinogradMinArea;
 }
 
+int64_t winograd_tile_size(int64_t height, int64_t width) {
+  // F(4x4) where it needs at most 60% of F(2x2)'s elementwise products (the tiles' share of the
+  // GEMMs), which covers its costlier transforms: images a multiple of 4 pixels across, or one short.
+  const auto products = [&](int64_t m) { return (m + 2) * (m + 2) * ((height + m - 1) / m) * ((width + m - 1) / m); };
+  return 5 * products(4) <= 3 * products(2) ? 4 : 2;
+}
+
 void winograd_conv3x3(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t column_bytes,
                       const Tensor& out) {
-  dispatch_floating(x.dtype(), "conv2d", [&]<typename T>() { conv_typed<T>(x, weight, bias, column_bytes, out); });
+  const bool four = winograd_tile_size(x.shape()[2], x.shape()[3]) == 4;
+  dispatch_floating(x.dtype(), "conv2d", [&]<typename T>() {
+    four ? conv_typed<F4x4, T>(x, weight, bias, column_bytes, out)
+         : conv_typed<F2x2, T>(x, weight, bias, column_bytes, out);
+  });
 }
 
 Tensor winograd_conv3x3_weight_grad(const Tensor& grad, const Tensor& x, int64_t column_bytes) {
-  return dispatch_floating(x.dtype(), "conv2d backward",
-                           [&]<typename T>() { return weight_grad_typed<T>(grad, x, column_bytes); });
+  const bool four = winograd_tile_size(x.shape()[2], x.shape()[3]) == 4;
+  return dispatch_floating(x.dtype(), "conv2d backward", [&]<typename T>() {
+    return four ? weight_grad_typed<F4x4, T>(grad, x, column_bytes) : weight_grad_typed<F2x2, T>(grad, x, column_bytes);
+  });
 }
 
 }  // namespace mg::cpu
