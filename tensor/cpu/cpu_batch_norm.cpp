@@ -45,8 +45,13 @@ template <typename T, typename V = vec::vf8x2>
   const double s = static_cast<double>(geo.s);
   for (int64_t k = 0; k < geo.slices; ++k) {
     const T* p = x + k * geo.stride;
+    const T* next = k + 1 < geo.slices ? p + geo.stride : p;
     const double slice_mean = slice_sum<T>(
-                                  geo.s, [&](auto i) __attribute__((always_inline)) { return load16<V>(p + i); },
+                                  geo.s,
+                                  [&](auto i) __attribute__((always_inline)) {
+                                    __builtin_prefetch(next + i);
+                                    return load16<V>(p + i);
+                                  },
                                   [&](int64_t i) __attribute__((always_inline)) { return p[i]; }) /
                               s;
     const T center = static_cast<T>(slice_mean);
@@ -70,12 +75,20 @@ template <typename T, typename V = vec::vf8x2>
   }
 }
 
+// The slices of a channel are C * S apart, each too short for the hardware prefetcher to pick up
+// its stream before it ends: each pass asks for the next slice while it works on this one.
+template <typename T>
+[[gnu::always_inline]] inline void prefetch_for_write(T* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(p + i, 1);
+}
+
 template <typename T>
 [[gnu::always_inline]] inline void channel_normalise(const T* x, T* out, ChannelGeometry geo, T mean, T scale,
                                                      T shift) {
   for (int64_t k = 0; k < geo.slices; ++k) {
     const T* p = x + k * geo.stride;
     T* o = out + k * geo.stride;
+    if (k + 1 < geo.slices) prefetch_for_write(o + geo.stride, geo.s);
     for (int64_t i = 0; i < geo.s; ++i) o[i] = (p[i] - mean) * scale + shift;
   }
 }
@@ -89,8 +102,14 @@ template <typename T, typename V = vec::vf8x2>
   for (int64_t k = 0; k < geo.slices; ++k) {
     const T* p = x + k * geo.stride;
     const T* q = g + k * geo.stride;
+    const int64_t ahead = k + 1 < geo.slices ? geo.stride : 0;
     sum_g += slice_sum<T>(
-        geo.s, [&](auto i) __attribute__((always_inline)) { return load16<V>(q + i); },
+        geo.s,
+        [&](auto i) __attribute__((always_inline)) {
+          __builtin_prefetch(p + ahead + i);
+          __builtin_prefetch(q + ahead + i);
+          return load16<V>(q + i);
+        },
         [&](int64_t i) __attribute__((always_inline)) { return q[i]; });
     sum_gc += slice_sum<T>(
         geo.s, [&](auto i) __attribute__((always_inline)) { return load16<V>(q + i) * (load16<V>(p + i) - mean); },
@@ -106,6 +125,7 @@ template <typename T>
     const T* p = x + k * geo.stride;
     const T* q = g + k * geo.stride;
     T* o = dx + k * geo.stride;
+    if (k + 1 < geo.slices) prefetch_for_write(o + geo.stride, geo.s);
     for (int64_t i = 0; i < geo.s; ++i) o[i] = k_grad * q[i] + k_centered * (p[i] - mean) + k_const;
   }
 }
