@@ -194,20 +194,24 @@ struct F4x4 {
     a[4] = even4 - T(2) * odd4;
     a[5] = g[3];
   }
+  // G's sixths and twenty-fourths as multiplications by 1/6 after exact scalings by powers of
+  // two: a division per coefficient made the weight transforms as slow as a small GEMM.
   template <typename T>
   [[gnu::always_inline]] static void weight_1d(const T (&k)[3], T (&u)[6]) {
-    u[0] = k[0] / T(4);
-    u[1] = -(k[0] + k[1] + k[2]) / T(6);
-    u[2] = -(k[0] - k[1] + k[2]) / T(6);
-    u[3] = k[0] / T(24) + k[1] / T(12) + k[2] / T(6);
-    u[4] = k[0] / T(24) - k[1] / T(12) + k[2] / T(6);
+    constexpr T kSixth = T(1) / T(6);
+    u[0] = T(0.25) * k[0];
+    u[1] = -kSixth * (k[0] + k[1] + k[2]);
+    u[2] = -kSixth * (k[0] - k[1] + k[2]);
+    u[3] = kSixth * (T(0.25) * k[0] + T(0.5) * k[1] + k[2]);
+    u[4] = kSixth * (T(0.25) * k[0] - T(0.5) * k[1] + k[2]);
     u[5] = k[2];
   }
   template <typename T>
   [[gnu::always_inline]] static void weight_grad_1d(const T (&d)[6], T (&k)[3]) {
-    k[0] = d[0] / T(4) - (d[1] + d[2]) / T(6) + (d[3] + d[4]) / T(24);
-    k[1] = (d[2] - d[1]) / T(6) + (d[3] - d[4]) / T(12);
-    k[2] = (d[3] + d[4] - d[1] - d[2]) / T(6) + d[5];
+    constexpr T kSixth = T(1) / T(6);
+    k[0] = T(0.25) * d[0] + kSixth * (T(0.25) * (d[3] + d[4]) - (d[1] + d[2]));
+    k[1] = kSixth * ((d[2] - d[1]) + T(0.5) * (d[3] - d[4]));
+    k[2] = kSixth * ((d[3] + d[4]) - (d[1] + d[2])) + d[5];
   }
 };
 
