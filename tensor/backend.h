@@ -165,7 +165,7 @@ class Backend {
   virtual void col2im(const Tensor& cols, const Window2d& window, const Tensor& out) = 0;
 
   // Optional: a convolution with a 3x3 kernel, stride 1, padding 1 and dilation 1 by a faster
-  // algorithm than im2col + GEMM (the CPU's: Winograd's F(2x2, 3x3), cpu_winograd.cpp). x [N,C,H,W]
+  // algorithm than im2col + GEMM (the CPU's: Winograd, cpu_winograd.cpp). x [N,C,H,W]
   // and weight [O,C,3,3] of one floating dtype (any strides), bias [O] or undefined, out [N,O,H,W]
   // contiguous; the weight gradient [O,C,3,3] from grad [N,O,H,W] and x. column_bytes bounds the
   // temporaries as im2col's columns are bounded. Where the backend has no such path for these

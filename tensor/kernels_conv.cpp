@@ -1,6 +1,7 @@
 // Convolution kernels (declared in kernels.h): im2col + GEMM, a group of images at a time. A 3x3
 // window of stride 1 and padding 1 (conv4's every layer) first goes to the backend's faster path,
-// where it has one (Backend::conv3x3: Winograd's F(2x2, 3x3) on the CPU, tensor/cpu/cpu_winograd.cpp).
+// where it has one (Backend::conv3x3: Winograd's F(2x2, 3x3) or F(4x4, 3x3) on the CPU,
+// tensor/cpu/cpu_winograd.cpp).
 //
 // The im2col columns of a whole batch are kh*kw times its input (9x for a 3x3 kernel), the
 // largest temporaries of a convolutional network. Working through the batch in groups keeps the
