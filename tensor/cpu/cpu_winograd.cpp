@@ -215,31 +215,43 @@ struct F4x4 {
   }
 };
 
+// One 2-D transform of one channel: the 1-D transform f (NIn values to NOut) down each column of
+// the NIn x NIn block in(i, j), then along each row of the result, into store(i, j, value) for
+// the NOut x NOut output. The small loops are unrolled outright, so that a caller's loop over the
+// channels vectorises.
+template <int64_t NIn, int64_t NOut, typename Load, typename F1d, typename Store>
+[[gnu::always_inline]] inline void transform_2d(Load in, F1d f, Store store) {
+  using T = std::remove_cvref_t<decltype(in(0, 0))>;
+  T t[NOut][NIn];  // f down the columns
+#pragma GCC unroll 6
+  for (int64_t s = 0; s < NIn; ++s) {
+    T column[NIn], r[NOut];
+#pragma GCC unroll 6
+    for (int64_t i = 0; i < NIn; ++i) column[i] = in(i, s);
+    f(column, r);
+#pragma GCC unroll 6
+    for (int64_t i = 0; i < NOut; ++i) t[i][s] = r[i];
+  }
+#pragma GCC unroll 6
+  for (int64_t i = 0; i < NOut; ++i) {
+    T r[NOut];
+    f(t[i], r);
+#pragma GCC unroll 6
+    for (int64_t j = 0; j < NOut; ++j) store(i, j, r[j]);
+  }
+}
+
 // V = B^T d B for one tile, channel by channel: v[xi * stride + channel] from the kIn x kIn
-// pixels d. The small loops are unrolled outright, so that the channel loop vectorises.
+// pixels d.
 template <typename F, typename T>
 [[gnu::always_inline]] inline void input_tile(const T* const (&d)[F::kArea], int64_t c, T* v, int64_t stride) {
   constexpr int64_t n = F::kIn;
   MG_NO_OVERLAP
-  for (int64_t k = 0; k < c; ++k) {
-    T t[n][n];  // B^T d, by columns
-#pragma GCC unroll 6
-    for (int64_t s = 0; s < n; ++s) {
-      T column[n], r[n];
-#pragma GCC unroll 6
-      for (int64_t i = 0; i < n; ++i) column[i] = d[i * n + s][k];
-      F::input_1d(column, r);
-#pragma GCC unroll 6
-      for (int64_t i = 0; i < n; ++i) t[i][s] = r[i];
-    }
-#pragma GCC unroll 6
-    for (int64_t i = 0; i < n; ++i) {
-      T r[n];
-      F::input_1d(t[i], r);
-#pragma GCC unroll 6
-      for (int64_t j = 0; j < n; ++j) v[(i * n + j) * stride + k] = r[j];
-    }
-  }
+  for (int64_t k = 0; k < c; ++k)
+    transform_2d<n, n>(
+        [&](int64_t i, int64_t j) __attribute__((always_inline)) { return d[i * n + j][k]; },
+        [](const T(&x)[n], T(&r)[n]) __attribute__((always_inline)) { F::input_1d(x, r); },
+        [&](int64_t i, int64_t j, T value) __attribute__((always_inline)) { v[(i * n + j) * stride + k] = value; });
 }
 
 // Y = A^T M A for one tile, channel by channel, from m[xi * stride + channel], plus the bias
@@ -250,24 +262,11 @@ template <typename F, typename T>
   constexpr int64_t n = F::kIn, q = F::kOut;
   MG_NO_OVERLAP
   for (int64_t k = 0; k < o; ++k) {
-    T s[q][n];  // A^T M, by columns
-#pragma GCC unroll 6
-    for (int64_t j = 0; j < n; ++j) {
-      T column[n], r[q];
-#pragma GCC unroll 6
-      for (int64_t i = 0; i < n; ++i) column[i] = m[(i * n + j) * stride + k];
-      F::output_1d(column, r);
-#pragma GCC unroll 4
-      for (int64_t i = 0; i < q; ++i) s[i][j] = r[i];
-    }
     const T b = bias != nullptr ? bias[k] : T(0);
-#pragma GCC unroll 4
-    for (int64_t i = 0; i < q; ++i) {
-      T r[q];
-      F::output_1d(s[i], r);
-#pragma GCC unroll 4
-      for (int64_t j = 0; j < q; ++j) y[i * q + j][k] = r[j] + b;
-    }
+    transform_2d<n, q>(
+        [&](int64_t i, int64_t j) __attribute__((always_inline)) { return m[(i * n + j) * stride + k]; },
+        [](const T(&x)[n], T(&r)[q]) __attribute__((always_inline)) { F::output_1d(x, r); },
+        [&](int64_t i, int64_t j, T value) __attribute__((always_inline)) { y[i * q + j][k] = value + b; });
   }
 }
 
@@ -278,25 +277,11 @@ template <typename F, typename T>
 [[gnu::always_inline]] inline void grad_tile(const T* const (&g)[F::kOut * F::kOut], int64_t o, T* gt, int64_t stride) {
   constexpr int64_t n = F::kIn, q = F::kOut;
   MG_NO_OVERLAP
-  for (int64_t k = 0; k < o; ++k) {
-    T t[n][q];  // A dY, by columns
-#pragma GCC unroll 4
-    for (int64_t s = 0; s < q; ++s) {
-      T column[q], r[n];
-#pragma GCC unroll 4
-      for (int64_t i = 0; i < q; ++i) column[i] = g[i * q + s][k];
-      F::grad_1d(column, r);
-#pragma GCC unroll 6
-      for (int64_t i = 0; i < n; ++i) t[i][s] = r[i];
-    }
-#pragma GCC unroll 6
-    for (int64_t i = 0; i < n; ++i) {
-      T r[n];
-      F::grad_1d(t[i], r);
-#pragma GCC unroll 6
-      for (int64_t j = 0; j < n; ++j) gt[(i * n + j) * stride + k] = r[j];
-    }
-  }
+  for (int64_t k = 0; k < o; ++k)
+    transform_2d<q, n>(
+        [&](int64_t i, int64_t j) __attribute__((always_inline)) { return g[i * q + j][k]; },
+        [](const T(&x)[q], T(&r)[n]) __attribute__((always_inline)) { F::grad_1d(x, r); },
+        [&](int64_t i, int64_t j, T value) __attribute__((always_inline)) { gt[(i * n + j) * stride + k] = value; });
 }
 
 // The kernels as called: float32 through the per-ISA clones (simd.h), float64 as compiled; the
@@ -356,19 +341,10 @@ void transform_weight(const T* weight, int64_t o, int64_t c, T* u) {
   for (int64_t oi = 0; oi < o; ++oi)
     for (int64_t ci = 0; ci < c; ++ci) {
       const T* k = weight + (oi * c + ci) * 9;
-      T t[n][3];  // G g, by columns
-      for (int64_t j = 0; j < 3; ++j) {
-        const T column[3] = {k[j], k[3 + j], k[6 + j]};
-        T r[n];
-        F::weight_1d(column, r);
-        for (int64_t i = 0; i < n; ++i) t[i][j] = r[i];
-      }
       T* at = u + ci * o + oi;
-      for (int64_t i = 0; i < n; ++i) {
-        T r[n];
-        F::weight_1d(t[i], r);
-        for (int64_t j = 0; j < n; ++j) at[(i * n + j) * stride] = r[j];
-      }
+      transform_2d<3, n>([&](int64_t i, int64_t j) { return k[i * 3 + j]; },
+                         [](const T(&x)[3], T(&r)[n]) { F::weight_1d(x, r); },
+                         [&](int64_t i, int64_t j, T value) { at[(i * n + j) * stride] = value; });
     }
 }
 
@@ -379,19 +355,11 @@ void transform_weight_grad(const T* du, int64_t o, int64_t c, T* dweight) {
   const int64_t stride = o * c;
   for (int64_t oi = 0; oi < o; ++oi)
     for (int64_t ci = 0; ci < c; ++ci) {
-      T t[3][n];  // G^T dU, by columns
-      for (int64_t j = 0; j < n; ++j) {
-        T column[n], r[3];
-        for (int64_t i = 0; i < n; ++i) column[i] = du[(i * n + j) * stride + ci * o + oi];
-        F::weight_grad_1d(column, r);
-        for (int64_t i = 0; i < 3; ++i) t[i][j] = r[i];
-      }
+      const T* at = du + ci * o + oi;
       T* k = dweight + (oi * c + ci) * 9;
-      for (int64_t i = 0; i < 3; ++i) {
-        T r[3];
-        F::weight_grad_1d(t[i], r);
-        for (int64_t j = 0; j < 3; ++j) k[i * 3 + j] = r[j];
-      }
+      transform_2d<n, 3>([&](int64_t i, int64_t j) { return at[(i * n + j) * stride]; },
+                         [](const T(&x)[n], T(&r)[3]) { F::weight_grad_1d(x, r); },
+                         [&](int64_t i, int64_t j, T value) { k[i * 3 + j] = value; });
     }
 }
 

@@ -22,17 +22,18 @@ template <typename V>
   return m;
 }
 
-// sum(exp(x - shift)), storing the terms in y when y is not null. The exp is bound by arithmetic,
-// so the loop also prefetches the next row (prefetch, when not null) a line per 16 elements: the
-// next row_max then finds it in cache instead of waiting on memory with the arithmetic idle.
-template <typename V>
-[[gnu::always_inline]] inline double exp_sum(const float* x, float shift, float* y, int64_t n,
-                                             const float* prefetch = nullptr) {
+// sum(exp(x - shift)), storing the terms in y when y is not null, with lane_exp as the 16-lane
+// exp (the scalar tail takes exp_f32). The exp is bound by arithmetic, so the loop also
+// prefetches the next row (prefetch, when not null) a line per 16 elements: the next row_max then
+// finds it in cache instead of waiting on memory with the arithmetic idle.
+template <typename V, typename LaneExp>
+[[gnu::always_inline]] inline double exp_sum_by(const float* x, float shift, float* y, int64_t n, const float* prefetch,
+                                                LaneExp lane_exp) {
   return blocked_sum(
       n,
       [&](int64_t i) __attribute__((always_inline)) {
         if (prefetch != nullptr) __builtin_prefetch(prefetch + i);
-        const V e = vec::exp16<V, true>(vec::load16<V>(x + i) - shift);
+        const V e = lane_exp(vec::load16<V>(x + i) - shift);
         if (y != nullptr) vec::store16(y + i, e);
         return e;
       },
@@ -43,25 +44,22 @@ template <typename V>
       });
 }
 
+template <typename V>
+[[gnu::always_inline]] inline double exp_sum(const float* x, float shift, float* y, int64_t n,
+                                             const float* prefetch = nullptr) {
+  return exp_sum_by<V>(
+      x, shift, y, n, prefetch, [](const V& v) __attribute__((always_inline)) { return vec::exp16<V, true>(v); });
+}
+
 // exp_sum with exp16_normal: the same sum and terms when every term is a normal float, and false
 // when one is not (a term below 2^-125, a NaN), in which case the caller must redo the row.
 template <typename V>
 [[gnu::always_inline]] inline bool exp_sum_normal(const float* x, float shift, float* y, int64_t n,
                                                   const float* prefetch, double& sum) {
   vec::int_lanes<V> outside{};
-  sum = blocked_sum(
-      n,
-      [&](int64_t i) __attribute__((always_inline)) {
-        if (prefetch != nullptr) __builtin_prefetch(prefetch + i);
-        const V e = vec::exp16_normal<V>(vec::load16<V>(x + i) - shift, outside);
-        if (y != nullptr) vec::store16(y + i, e);
-        return e;
-      },
-      [&](int64_t i) __attribute__((always_inline)) {
-        const float e = vec::exp_f32<true>(x[i] - shift);
-        if (y != nullptr) y[i] = e;
-        return e;
-      });
+  sum = exp_sum_by<V>(
+      x, shift, y, n,
+      prefetch, [&](const V& v) __attribute__((always_inline)) { return vec::exp16_normal<V>(v, outside); });
   return !vec::any16(outside);
 }
 
