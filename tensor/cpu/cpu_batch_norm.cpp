@@ -45,11 +45,11 @@ template <typename T, typename V = vec::vf8x2>
   const double s = static_cast<double>(geo.s);
   for (int64_t k = 0; k < geo.slices; ++k) {
     const T* p = x + k * geo.stride;
-    const T* next = k + 1 < geo.slices ? p + geo.stride : p;
+    const int64_t ahead = k + 1 < geo.slices ? geo.stride : 0;
     const double slice_mean = slice_sum<T>(
                                   geo.s,
                                   [&](auto i) __attribute__((always_inline)) {
-                                    __builtin_prefetch(next + i);
+                                    __builtin_prefetch(p + ahead + i);
                                     return load16<V>(p + i);
                                   },
                                   [&](int64_t i) __attribute__((always_inline)) { return p[i]; }) /
