@@ -324,14 +324,15 @@ TEST_SUITE("nn.conv") {
   }
 
   TEST_CASE("conv2d kernels: a 3x3, stride-1, padding-1 window by Winograd F(2x2) or F(4x4) matches im2col + GEMM") {
-    // Both tile sizes, even and odd sizes (edge tiles that hang past the image), the smallest
-    // image the CPU takes this path for (6x6), a strided input, a bias, budgets of one image per
-    // group and the default.
+    // Both tile sizes, even and odd sizes (edge tiles that hang past the image), small images
+    // (3x3 in one F(4x4) tile, 2x3 in two F(2x2) ones, 2x2 in one), a strided input, a bias, budgets of one
+    // image per group and the default.
     struct Case {
       int64_t n, c, o, h, w, tile;
     };
-    const Case cases[] = {{3, 8, 9, 6, 6, 2}, {2, 16, 8, 7, 9, 2},  {1, 9, 12, 8, 5, 2},   {4, 12, 10, 14, 14, 2},
-                          {3, 8, 9, 7, 7, 4}, {2, 10, 9, 8, 12, 4}, {1, 8, 16, 15, 11, 4}, {2, 9, 8, 28, 28, 4}};
+    const Case cases[] = {{3, 8, 9, 6, 6, 2},  {2, 16, 8, 7, 9, 2},  {1, 9, 12, 8, 5, 2},   {4, 12, 10, 14, 14, 2},
+                          {3, 8, 9, 7, 7, 4},  {2, 10, 9, 8, 12, 4}, {1, 8, 16, 15, 11, 4}, {2, 9, 8, 28, 28, 4},
+                          {5, 8, 10, 3, 3, 4}, {3, 9, 8, 2, 3, 2},   {2, 8, 8, 2, 2, 2}};
     Window2d w;
     w.kh = w.kw = 3, w.ph = w.pw = 1;
     uint64_t seed = 30;
@@ -364,11 +365,18 @@ TEST_SUITE("nn.conv") {
           CHECK(max_abs(got_dweight - dweight) <= tol * max_abs(dweight));
         }
       }
-    // Below the thresholds (few channels, a small image) im2col + GEMM runs: the first layer of
-    // conv4 (one channel) and its last (3x3 images).
+    // Below the thresholds im2col + GEMM runs: few channels (the first layer of conv4, one
+    // channel), or images the tiles cover with more than 3/4 of the direct products (1x1: 16
+    // against 9; one row of 9: 80 against 81). conv4's last layer (3x3 images) takes F(4x4),
+    // a 2x2 image one F(2x2) tile.
     CHECK_FALSE(cpu::winograd_conv3x3_applies(Tensor::empty({2, 1, 28, 28}, kFloat32, kCPU), 64));
-    CHECK_FALSE(cpu::winograd_conv3x3_applies(Tensor::empty({2, 64, 3, 3}, kFloat32, kCPU), 64));
     CHECK_FALSE(cpu::winograd_conv3x3_applies(Tensor::empty({2, 64, 8, 8}, kFloat32, kCPU), 4));
+    CHECK_FALSE(cpu::winograd_conv3x3_applies(Tensor::empty({2, 64, 1, 1}, kFloat32, kCPU), 64));
+    CHECK_FALSE(cpu::winograd_conv3x3_applies(Tensor::empty({2, 64, 1, 9}, kFloat32, kCPU), 64));
+    CHECK(cpu::winograd_conv3x3_applies(Tensor::empty({2, 64, 3, 3}, kFloat32, kCPU), 64));
+    CHECK(cpu::winograd_tile_size(3, 3) == 4);
+    CHECK(cpu::winograd_conv3x3_applies(Tensor::empty({2, 64, 2, 2}, kFloat32, kCPU), 64));
+    CHECK(cpu::winograd_tile_size(2, 2) == 2);
   }
 
   TEST_CASE("conv2d kernels by Winograd: the same bits on one thread and on two") {

@@ -67,9 +67,9 @@ void col2im(const Tensor& cols, const Window2d& window, const Tensor& out);
 // weight gradient (returned [O,C,3,3]) by Winograd's F(2x2, 3x3) or F(4x4, 3x3) (the tile side
 // winograd_tile_size picks for the image), images in groups whose transformed input fits
 // column_bytes. Taken for float32 and float64 with at least kWinogradMinChannels input and
-// output channels and kWinogradMinArea pixels per image.
+// output channels, on images its tiles cover with at most 3/4 of the direct convolution's
+// products (3x3 and larger; not 2x2 or a single row of pixels).
 inline constexpr int64_t kWinogradMinChannels = 8;
-inline constexpr int64_t kWinogradMinArea = 36;
 bool winograd_conv3x3_applies(const Tensor& x, int64_t out_channels);
 int64_t winograd_tile_size(int64_t height, int64_t width);  // 2 or 4
 void winograd_conv3x3(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t column_bytes,

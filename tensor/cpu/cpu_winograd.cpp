@@ -490,21 +490,30 @@ Tensor weight_grad_typed(const Tensor& grad_in, const Tensor& x_in, int64_t colu
   return dweight;
 }
 
+// Elementwise products per channel pair of an image covered by m x m output tiles (9 per pixel
+// for the direct convolution).
+int64_t tile_products(int64_t height, int64_t width, int64_t m) {
+  return (m + 2) * (m + 2) * ((height + m - 1) / m) * ((width + m - 1) / m);
+}
+
 }  // namespace
 
 bool winograd_conv3x3_applies(const Tensor& x, int64_t out_channels) {
-  // The transforms cost about as much as a GEMM with a reduction over a few channels, and a small
-  // image wastes part of its edge tiles: below these, im2col + GEMM is as fast.
-  return (x.dtype() == kFloat32 || x.dtype() == kFloat64) && x.dim() == 4 && x.shape()[0] > 0 &&
-         x.shape()[1] >= kWinogradMinChannels && out_channels >= kWinogradMinChannels &&
-         x.shape()[2] * x.shape()[3] >= kWinogradMinArea;
+  // The transforms cost about as much as a GEMM with a reduction over a few channels, and edge
+  // tiles hang past a small image: with fewer channels, or where the tiles save less than a
+  // quarter of the products, im2col + GEMM is as fast. Small images that pass (3x3 to 5x5) gain
+  // most: im2col's GEMM there is one per image with as few columns as pixels, at a third of peak.
+  if (!(x.dtype() == kFloat32 || x.dtype() == kFloat64) || x.dim() != 4 || x.shape()[0] == 0 ||
+      x.shape()[1] < kWinogradMinChannels || out_channels < kWinogradMinChannels)
+    return false;
+  const int64_t h = x.shape()[2], w = x.shape()[3];
+  return 4 * tile_products(h, w, winograd_tile_size(h, w)) <= 3 * 9 * h * w;
 }
 
 int64_t winograd_tile_size(int64_t height, int64_t width) {
   // F(4x4) where it needs at most 60% of F(2x2)'s elementwise products (the tiles' share of the
   // GEMMs), which covers its costlier transforms: images a multiple of 4 pixels across, or one short.
-  const auto products = [&](int64_t m) { return (m + 2) * (m + 2) * ((height + m - 1) / m) * ((width + m - 1) / m); };
-  return 5 * products(4) <= 3 * products(2) ? 4 : 2;
+  return 5 * tile_products(height, width, 4) <= 3 * tile_products(height, width, 2) ? 4 : 2;
 }
 
 void winograd_conv3x3(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t column_bytes,
