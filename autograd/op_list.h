@@ -29,7 +29,7 @@ namespace mg {
   X(reshape) X(transpose) X(permute) X(narrow) X(slice) X(select) X(expand) X(squeeze) X(unsqueeze)   \
   X(contiguous) X(clone) X(to_dtype) X(to_device)                                                    \
   /* convolution and pooling, 2-D, NCHW */                                                            \
-  X(unfold2d) X(fold2d) X(conv2d) X(max_pool2d) X(max_unpool2d)
+  X(unfold2d) X(fold2d) X(conv2d) X(conv2d_input_grad) X(conv2d_weight_grad) X(max_pool2d) X(max_unpool2d)
 
 enum class OpId : int {
 #define MG_OP_ENUM(name) name,

@@ -161,8 +161,8 @@ Tensor to_device(const Tensor& x, Device device);
 
 // ---- convolution and pooling, 2-D, NCHW (ops_conv.cpp, ops_pool.cpp) ----
 // unfold2d and fold2d are an adjoint pair, each the other's backward, so derivatives of any
-// order stay inside the pair; conv2d is built on them. max_pool2d's backward is max_unpool2d,
-// whose backward is a gather.
+// order stay inside the pair; so are conv2d, conv2d_input_grad and conv2d_weight_grad, each
+// one's backward the other two. max_pool2d's backward is max_unpool2d, whose backward is a gather.
 
 // A (height, width) pair of window parameters; one number means both, as in PyTorch.
 struct Size2d {
@@ -180,11 +180,24 @@ Tensor unfold2d(const Tensor& x, Size2d kernel, Size2d stride = 1, Size2d paddin
 Tensor fold2d(const Tensor& cols, Size2d output_size, Size2d kernel, Size2d stride = 1, Size2d padding = 0,
               Size2d dilation = 1);
 // Cross-correlation, as torch.nn.functional.conv2d: x [N,C,H,W], weight [O,C,kh,kw], bias [O]
-// (or undefined) -> [N,O,oh,ow]. Saves x and weight; its backward recomputes the im2col columns.
+// (or undefined) -> [N,O,oh,ow]. Saves x and weight (never im2col columns); its backward is
+// conv2d_input_grad and conv2d_weight_grad.
 // Per task (a task-batched meta-step's fast weights): x [T,N,C,H,W], weight [T,O,C,kh,kw], bias
 // [T,O] -> [T,N,O,oh,ow], each task's images convolved with its own weight.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), Size2d stride = 1,
               Size2d padding = 0, Size2d dilation = 1);
+// torch.nn.grad.conv2d_input: the gradient of conv2d's input from its output's, grad [N,O,oh,ow]
+// -> [N,C,input_size.h,input_size.w] (the input size given, since a stride can map several to
+// one output size). Linear in grad and in weight; differentiable in both, to any order.
+// Per task as conv2d: grad [T,N,O,oh,ow], weight [T,O,C,kh,kw].
+Tensor conv2d_input_grad(const Tensor& grad, const Tensor& weight, Size2d input_size, Size2d stride = 1,
+                         Size2d padding = 0, Size2d dilation = 1);
+// torch.nn.grad.conv2d_weight: the gradient of conv2d's weight from its output's, grad
+// [N,O,oh,ow] and the input x [N,C,H,W] -> [O,C,kernel.h,kernel.w], summed over the images.
+// Linear in grad and in x; differentiable in both, to any order. Per task: grad [T,N,O,oh,ow],
+// x [T,N,C,H,W] -> [T,O,C,kh,kw].
+Tensor conv2d_weight_grad(const Tensor& grad, const Tensor& x, Size2d kernel, Size2d stride = 1, Size2d padding = 0,
+                          Size2d dilation = 1);
 // torch.nn.functional.max_pool2d (ceil_mode off): the maximum of each window, straight from the
 // planes; padding (at most half the kernel) never wins, as if it held -inf. The gradient goes to
 // the first maximal element of each window in row-major order, as PyTorch's does. Without a

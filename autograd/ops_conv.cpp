@@ -2,20 +2,24 @@
 // adjoint linear maps: each one's backward is the other, so a gradient of any order through a
 // window op stays inside this pair plus matmul and reshape.
 //
-// conv2d is one node that saves x and the weight (4-D, or per task 5-D), not the im2col columns: those are kh*kw times
-// the size of x, and kept for every convolution until the backward pass they would dominate the
-// tape's memory. With W the weight as [O, C*kh*kw] and g the output gradient as [N, O, L]:
-//   dx = fold(W^T g),  dweight = sum over the images of g unfold(x)^T,  dbias = sum of g over N, H, W
-// Their values come from the grouped kernels of tensor/kernels_conv.cpp (as the forward does),
-// which never hold the whole batch's columns. When the backward is recorded (create_graph), their
-// derivatives come from the same formulas in differentiable ops (fused_backward.h), recomputing
-// unfold(x) on the tape so that they see how the columns depend on x.
+// A convolution is three ops, closed under differentiation, each computed by the convolution
+// kernels of tensor/kernels_conv.cpp (Winograd or grouped im2col + GEMM, never the whole batch's
+// columns). With g the output gradient:
+//   y  = conv2d(x, W) + b
+//   dx = conv2d_input_grad(g, W)    (fold(W^T g): the adjoint of conv2d in x)
+//   dW = conv2d_weight_grad(g, x)   (the sum over the images of g unfold(x)^T: the adjoint in W)
+// and each is linear in each of its two tensors, so each one's backward is the other two:
+//   conv2d:             dx = conv2d_input_grad(g, W),   dW = conv2d_weight_grad(g, x),  db = sum(g)
+//   conv2d_input_grad:  dg = conv2d(d, W),              dW = conv2d_weight_grad(g, d)
+//   conv2d_weight_grad: dg = conv2d(x, d),              dx = conv2d_input_grad(g, d)
+// (d the gradient arriving at the op's output). A second-order meta-gradient through a
+// convolution is then convolutions too, at the kernels' speed, and no node saves more than its
+// two operands: never the im2col columns, which are kh*kw times the input.
 //
 // max_pool2d reads the planes directly and saves only the int64 positions of the maxima. Its
 // backward places the gradient at them (max_unpool2d), whose backward gathers from them again:
 // both linear in the gradient, so every order of derivative is one of the two.
 #include "../tensor/kernels.h"
-#include "fused_backward.h"
 #include "ops.h"
 #include "record.h"
 
@@ -70,11 +74,84 @@ Tensor fold2d(const Tensor& cols, Size2d output_size, Size2d kernel, Size2d stri
                      "fold2d");
 }
 
+namespace {
+
+// The three convolution ops on a checked window; per_task: 5-D operands, a weight per task.
+Tensor conv_window(const Tensor& x, const Tensor& weight, const Tensor& bias, const Window2d& w, bool per_task);
+Tensor input_grad_window(const Tensor& grad, const Tensor& weight, int64_t height, int64_t width, const Window2d& w,
+                         bool per_task);
+Tensor weight_grad_window(const Tensor& grad, const Tensor& x, const Window2d& w, bool per_task);
+
+Tensor conv_window(const Tensor& x, const Tensor& weight, const Tensor& bias, const Window2d& w, bool per_task) {
+  Tensor out = per_task ? kernels::conv2d_per_task(x, weight, bias, w) : kernels::conv2d(x, weight, bias, w);
+  const TensorList inputs = defined_only({x, weight, bias});
+  if (!should_record_list(inputs)) return out;
+  const bool has_bias = bias.defined();
+  record(OpId::conv2d, inputs, out, {x, weight}, [w, has_bias, per_task](const BackwardArgs& a) -> TensorList {
+    const Tensor &x = a.saved[0], &weight = a.saved[1];
+    TensorList grads(has_bias ? 3 : 2);
+    if (has_bias && a.needs_input(2)) grads[2] = per_task ? sum(a.grad, {1, 3, 4}) : sum(a.grad, {0, 2, 3});
+    if (a.needs_input(0)) grads[0] = input_grad_window(a.grad, weight, x.size(-2), x.size(-1), w, per_task);
+    if (a.needs_input(1)) grads[1] = weight_grad_window(a.grad, x, w, per_task);
+    return grads;
+  });
+  return out;
+}
+
+Tensor input_grad_window(const Tensor& grad, const Tensor& weight, int64_t height, int64_t width, const Window2d& w,
+                         bool per_task) {
+  Tensor dx = per_task ? kernels::conv2d_per_task_input_grad(grad, weight, height, width, w)
+                       : kernels::conv2d_input_grad(grad, weight, height, width, w);
+  if (should_record(grad, weight))
+    record(OpId::conv2d_input_grad, {grad, weight}, dx, {grad, weight},
+           [w, per_task](const BackwardArgs& a) -> TensorList {
+             const Tensor &grad = a.saved[0], &weight = a.saved[1];
+             TensorList grads(2);
+             if (a.needs_input(0)) grads[0] = conv_window(a.grad, weight, Tensor(), w, per_task);
+             if (a.needs_input(1)) grads[1] = weight_grad_window(grad, a.grad, w, per_task);
+             return grads;
+           });
+  return dx;
+}
+
+Tensor weight_grad_window(const Tensor& grad, const Tensor& x, const Window2d& w, bool per_task) {
+  Tensor dweight =
+      per_task ? kernels::conv2d_per_task_weight_grad(grad, x, w) : kernels::conv2d_weight_grad(grad, x, w);
+  if (should_record(grad, x))
+    record(OpId::conv2d_weight_grad, {grad, x}, dweight, {grad, x}, [w, per_task](const BackwardArgs& a) -> TensorList {
+      const Tensor &grad = a.saved[0], &x = a.saved[1];
+      TensorList grads(2);
+      if (a.needs_input(0)) grads[0] = conv_window(x, a.grad, Tensor(), w, per_task);
+      if (a.needs_input(1)) grads[1] = input_grad_window(grad, a.grad, x.size(-2), x.size(-1), w, per_task);
+      return grads;
+    });
+  return dweight;
+}
+
+// The operands of conv2d_input_grad and conv2d_weight_grad: the gradient [N,O,oh,ow] and the
+// other one 4-D, or both per task [T, ...] (5-D, as many tasks); floating, one dtype and device.
+// Returns whether they come per task.
+bool per_task_operands(std::string_view op, const Tensor& grad, const Tensor& other, const char* other_name) {
+  kernels::check_defined(op, grad, "grad");
+  kernels::check_defined(op, other, other_name);
+  const bool per_task = other.dim() == 5;
+  MG_CHECK((per_task && grad.dim() == 5 && grad.size(0) == other.size(0)) || (other.dim() == 4 && grad.dim() == 4), op,
+           ": grad ", describe(grad), " and ", other_name, " ", describe(other),
+           " must be 4-D, or 5-D per task with as many tasks");
+  MG_CHECK(is_floating(grad.dtype()), op, ": dtype ", grad.dtype(),
+           " is not supported (needs float32 or float64); grad ", describe(grad));
+  MG_CHECK(other.dtype() == grad.dtype() && other.device() == grad.device(), op, ": grad ", describe(grad), " and ",
+           other_name, " ", describe(other), " must have the same dtype and device");
+  return per_task;
+}
+
+}  // namespace
+
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d stride, Size2d padding,
               Size2d dilation) {
   kernels::check_defined("conv2d", weight, "weight");
   // Per-task weights [T,O,C,kh,kw] (a task-batched meta-step) convolve task-batched images
-  // [T,N,C,H,W], each task with its own weight; the formulas below carry the task dim along.
+  // [T,N,C,H,W], each task with its own weight.
   const bool per_task = weight.dim() == 5;
   if (per_task) {
     kernels::check_defined("conv2d", x);
@@ -99,61 +176,25 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2d 
              " must have the input's dtype and device (", describe(x), ")");
   }
   const Window2d w = make_window("conv2d", {weight.size(lead + 2), weight.size(lead + 3)}, stride, padding, dilation);
-  Tensor out = per_task ? kernels::conv2d_per_task(x, weight, bias, w) : kernels::conv2d(x, weight, bias, w);
-  const TensorList inputs = defined_only({x, weight, bias});
-  if (!should_record_list(inputs)) return out;
+  return conv_window(x, weight, bias, w, per_task);
+}
 
-  const bool has_bias = bias.defined();
-  const int64_t height = x.size(-2), width = x.size(-1);
-  record(OpId::conv2d, inputs, out, {x, weight},
-         [w, has_bias, height, width, per_task](const BackwardArgs& a) -> TensorList {
-           const Tensor& x = a.saved[0];
-           const Tensor& weight = a.saved[1];
-           TensorList grads(has_bias ? 3 : 2);
-           if (has_bias && a.needs_input(2)) grads[2] = per_task ? sum(a.grad, {1, 3, 4}) : sum(a.grad, {0, 2, 3});
-           // The input and weight gradients from kernels; recorded (create_graph), their derivatives
-           // come from the same gradients in differentiable ops (fused_backward.h).
-           const bool need_x = a.needs_input(0), need_weight = a.needs_input(1);
-           if (!need_x && !need_weight) return grads;
-           auto kernel = [=](const TensorList& in) {
-             TensorList out;
-             if (need_x)
-               out.push_back(per_task ? kernels::conv2d_per_task_input_grad(in[2], in[1], height, width, w)
-                                      : kernels::conv2d_input_grad(in[2], in[1], height, width, w));
-             if (need_weight)
-               out.push_back(per_task ? kernels::conv2d_per_task_weight_grad(in[2], in[0], w)
-                                      : kernels::conv2d_weight_grad(in[2], in[0], w));
-             return out;
-           };
-           auto formula = [=](const TensorList& in) {
-             const Tensor &x = in[0], &weight = in[1];
-             // As [B, N, ...] with B = T per task and 1 otherwise: W [B, 1, O, rows], g [B, N, O, L].
-             const int64_t b = per_task ? x.size(0) : 1, n = x.size(-4), c = x.size(-3);
-             const int64_t o = weight.size(-4), rows = c * weight.size(-2) * weight.size(-1);
-             const int64_t length = in[2].size(-2) * in[2].size(-1);
-             const Tensor g = reshape(in[2], {b, n, o, length});
-             TensorList out;
-             if (need_x) {
-               const Tensor cols_grad = matmul(transpose(reshape(weight, {b, 1, o, rows}), 2, 3), g);
-               const Tensor dx =
-                   fold_window(reshape(cols_grad, {b * n, rows, length}), height, width, w, "conv2d backward");
-               out.push_back(reshape(dx, x.shape()));
-             }
-             if (need_weight) {
-               // Recorded, so that a higher-order gradient sees how the columns depend on x.
-               const Tensor cols = reshape(unfold_window(reshape(x, {b * n, c, height, width}), w, "conv2d backward"),
-                                           {b, n, rows, length});
-               out.push_back(reshape(sum(matmul(g, transpose(cols, 2, 3)), {1}), weight.shape()));
-             }
-             return out;
-           };
-           const TensorList computed = fused_backward("conv2d backward", {x, weight, a.grad}, kernel, formula);
-           std::size_t next = 0;
-           if (need_x) grads[0] = computed[next++];
-           if (need_weight) grads[1] = computed[next];
-           return grads;
-         });
-  return out;
+Tensor conv2d_input_grad(const Tensor& grad, const Tensor& weight, Size2d input_size, Size2d stride, Size2d padding,
+                         Size2d dilation) {
+  const bool per_task = per_task_operands("conv2d_input_grad", grad, weight, "weight");
+  const int64_t lead = per_task ? 1 : 0;
+  MG_CHECK(input_size.h > 0 && input_size.w > 0, "conv2d_input_grad: input size (", input_size.h, ",", input_size.w,
+           ") must be positive");
+  const Window2d w =
+      make_window("conv2d_input_grad", {weight.size(lead + 2), weight.size(lead + 3)}, stride, padding, dilation);
+  return input_grad_window(grad, weight, input_size.h, input_size.w, w, per_task);
+}
+
+Tensor conv2d_weight_grad(const Tensor& grad, const Tensor& x, Size2d kernel, Size2d stride, Size2d padding,
+                          Size2d dilation) {
+  const bool per_task = per_task_operands("conv2d_weight_grad", grad, x, "input");
+  const Window2d w = make_window("conv2d_weight_grad", kernel, stride, padding, dilation);
+  return weight_grad_window(grad, x, w, per_task);
 }
 
 namespace {

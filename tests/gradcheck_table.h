@@ -536,6 +536,49 @@ inline std::vector<GradcheckEntry> build_table() {
         IN(leaf(N({3, 2, 7, 6}, 102)), leaf(N({2, 2, 2, 3}, 103)), leaf(N({2}, 104))),
         FN(conv2d(x[0], x[1], x[2], {2, 1}, 1, {2, 1})));
 
+  t.add(OpId::conv2d, "per task: [2,1,3,4,4] * [2,2,3,3,3] + [2,2] bias, pad 1",
+        IN(leaf(N({2, 1, 3, 4, 4}, 102)), leaf(N({2, 2, 3, 3, 3}, 103)), leaf(N({2, 2}, 104))),
+        FN(conv2d(x[0], x[1], x[2], 1, 1)));
+  // 8 channels in and out on 3x3 images: the CPU takes Winograd F(4x4) for every convolution.
+  t.add(OpId::conv2d, "[1,8,3,3] * [8,8,3,3] + bias, pad 1 (Winograd)",
+        IN(leaf(N({1, 8, 3, 3}, 102)), leaf(N({8, 8, 3, 3}, 103)), leaf(N({8}, 104))),
+        FN(conv2d(x[0], x[1], x[2], 1, 1)));
+
+  // The adjoints of conv2d, on the geometries above: grad is the output gradient of the
+  // convolution named.
+  t.add(OpId::conv2d_input_grad, "of [2,3,5,5] * [4,3,3,3] stride 2 pad 1",
+        IN(leaf(N({2, 4, 3, 3}, 109)), leaf(N({4, 3, 3, 3}, 110))), FN(conv2d_input_grad(x[0], x[1], 5, 2, 1)));
+  t.add(OpId::conv2d_input_grad, "of [2,2,5,4] * [3,2,2,3] stride (2,1) pad (1,0)",
+        IN(leaf(N({2, 3, 3, 2}, 109)), leaf(N({3, 2, 2, 3}, 110))),
+        FN(conv2d_input_grad(x[0], x[1], {5, 4}, {2, 1}, {1, 0})));
+  t.add(OpId::conv2d_input_grad, "of [1,2,5,4] * [2,2,2,2] dilation 2 pad 2, transposed grad",
+        IN(leafT(N({1, 2, 6, 7}, 109)), leaf(N({2, 2, 2, 2}, 110))),
+        FN(conv2d_input_grad(x[0], x[1], {5, 4}, 1, 2, 2)));
+  t.add(OpId::conv2d_input_grad, "same size (a convolution with the flipped weight), only grad requires grad",
+        IN(leaf(N({2, 2, 4, 4}, 109)), N({2, 3, 3, 3}, 110)), FN(conv2d_input_grad(x[0], x[1], 4, 1, 1)));
+  t.add(OpId::conv2d_input_grad, "same size, only the weight requires grad",
+        IN(N({2, 2, 4, 4}, 109), leaf(N({2, 3, 3, 3}, 110))), FN(conv2d_input_grad(x[0], x[1], 4, 1, 1)));
+  t.add(OpId::conv2d_input_grad, "per task: [2,1,2,4,4] with [2,2,3,3,3] pad 1",
+        IN(leaf(N({2, 1, 2, 4, 4}, 109)), leaf(N({2, 2, 3, 3, 3}, 110))), FN(conv2d_input_grad(x[0], x[1], 4, 1, 1)));
+  t.add(OpId::conv2d_input_grad, "[1,8,3,3] with [8,8,3,3] pad 1 (Winograd)",
+        IN(leaf(N({1, 8, 3, 3}, 109)), leaf(N({8, 8, 3, 3}, 110))), FN(conv2d_input_grad(x[0], x[1], 3, 1, 1)));
+
+  t.add(OpId::conv2d_weight_grad, "of [2,3,5,5] * [4,3,3,3] stride 2 pad 1",
+        IN(leaf(N({2, 4, 3, 3}, 111)), leaf(N({2, 3, 5, 5}, 112))), FN(conv2d_weight_grad(x[0], x[1], 3, 2, 1)));
+  t.add(OpId::conv2d_weight_grad, "of [2,2,5,4] * [3,2,2,3] stride (2,1) pad (1,0)",
+        IN(leaf(N({2, 3, 3, 2}, 111)), leaf(N({2, 2, 5, 4}, 112))),
+        FN(conv2d_weight_grad(x[0], x[1], {2, 3}, {2, 1}, {1, 0})));
+  t.add(OpId::conv2d_weight_grad, "of [1,2,5,4] * [2,2,2,2] dilation 2 pad 2, transposed input",
+        IN(leaf(N({1, 2, 7, 6}, 111)), leafT(N({1, 2, 4, 5}, 112))), FN(conv2d_weight_grad(x[0], x[1], 2, 1, 2, 2)));
+  t.add(OpId::conv2d_weight_grad, "same size, only grad requires grad",
+        IN(leaf(N({2, 2, 4, 4}, 111)), N({2, 3, 4, 4}, 112)), FN(conv2d_weight_grad(x[0], x[1], 3, 1, 1)));
+  t.add(OpId::conv2d_weight_grad, "same size, only the input requires grad",
+        IN(N({2, 2, 4, 4}, 111), leaf(N({2, 3, 4, 4}, 112))), FN(conv2d_weight_grad(x[0], x[1], 3, 1, 1)));
+  t.add(OpId::conv2d_weight_grad, "per task: [2,1,2,4,4] over [2,1,3,4,4] pad 1",
+        IN(leaf(N({2, 1, 2, 4, 4}, 111)), leaf(N({2, 1, 3, 4, 4}, 112))), FN(conv2d_weight_grad(x[0], x[1], 3, 1, 1)));
+  t.add(OpId::conv2d_weight_grad, "[1,8,3,3] over [1,8,3,3] pad 1 (Winograd)",
+        IN(leaf(N({1, 8, 3, 3}, 111)), leaf(N({1, 8, 3, 3}, 112))), FN(conv2d_weight_grad(x[0], x[1], 3, 1, 1)));
+
   // Random normal values: ties within a window (where the gradient is not defined) do not occur.
   t.add(OpId::max_pool2d, "[1,1,4,4] k2", IN(leaf(N({1, 1, 4, 4}, 105))), FN(max_pool2d(x[0], 2)));
   t.add(OpId::max_pool2d, "[2,3,5,5] k3 stride 2 pad 1", IN(leaf(N({2, 3, 5, 5}, 105))), FN(max_pool2d(x[0], 3, 2, 1)));
