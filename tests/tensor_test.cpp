@@ -1056,8 +1056,8 @@ TEST_CASE("the two 16-lane types (one 64-byte vector, two 32-byte halves) give t
     CHECK(bits(v::hmax16(w)) == bits(v::hmax16(h)));
     CHECK(std::bit_cast<uint64_t>(v::hsum16(w)) == std::bit_cast<uint64_t>(v::hsum16(h)));  // NaN in one block
     float selected_w[16], selected_h[16];
-    v::store16(selected_w, v::max16<v::vf16>(w, v::splat16<v::vf16>(0.5f)));
-    v::store16(selected_h, v::max16<v::vf8x2>(h, v::splat16<v::vf8x2>(0.5f)));
+    v::store16(selected_w, v::max16(w, v::splat16<v::vf16>(0.5f)));
+    v::store16(selected_h, v::max16(h, v::splat16<v::vf8x2>(0.5f)));
     for (int j = 0; j < 16; ++j) CHECK(bits(selected_w[j]) == bits(selected_h[j]));
   }
   CHECK(mismatches == 0);

@@ -16,7 +16,7 @@ template <typename V>
   using namespace vec;
   V lanes = splat16<V>(-std::numeric_limits<float>::infinity());
   int64_t i = 0;
-  for (; i + kVecWidth <= n; i += kVecWidth) lanes = max16<V>(load16<V>(x + i), lanes);
+  for (; i + kVecWidth <= n; i += kVecWidth) lanes = max16(load16<V>(x + i), lanes);
   float m = hmax16(lanes);
   for (; i < n; ++i) m = x[i] > m ? x[i] : m;
   return m;
