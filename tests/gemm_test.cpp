@@ -126,6 +126,10 @@ TEST_CASE("gemm batched, broadcast and sliced operands") {
       check_matmul(random({10, 40}, dtype, 11).transpose(0, 1), random({10, 40}, dtype, 12));
       check_matmul(random({10, 40}, dtype, 13), random({40, 40}, dtype, 14).transpose(0, 1));
       check_matmul(random({25, 40, 10}, dtype, 15).transpose(1, 2), random({25, 40, 40}, dtype, 16));
+      // Matrix-vector products (one output column), which run as their transposes.
+      check_matmul(random({25, 10, 40}, dtype, 20).transpose(1, 2), random({25, 10, 1}, dtype, 21));
+      check_matmul(random({25, 10, 40}, dtype, 22), random({25, 1, 40}, dtype, 23).transpose(1, 2));
+      check_matmul(random({3, 70, 9}, dtype, 24).narrow(2, 1, 7), random({7, 1}, dtype, 25));
       // Row and column slices: neither operand has unit strides matching its shape.
       const Tensor big_a = random({40, 70}, dtype, 17), big_b = random({80, 50}, dtype, 18);
       check_matmul(big_a.narrow(0, 3, 33).narrow(1, 5, 60), big_b.narrow(0, 7, 60).narrow(1, 2, 37));
@@ -210,6 +214,7 @@ TEST_CASE("gemm summed over the batch (matmul_sum)") {
           {random({4, 64, 196}, dtype, 3), random({4, 70, 196}, dtype, 4).transpose(1, 2)},
           {random({3, 20, 400}, dtype, 5), random({3, 400, 50}, dtype, 6)},
           {random({6, 7, 0}, dtype, 7), random({6, 0, 5}, dtype, 8)},
+          {random({4, 30, 50}, dtype, 13), random({4, 50, 1}, dtype, 14)},
           {random({0, 7, 3}, dtype, 9), random({0, 3, 5}, dtype, 10)},
       };
       for (const Case& c : cases) {

@@ -119,6 +119,12 @@ int64_t even_block(int64_t extent, int64_t max_block, int64_t unit) {
 template <typename T>
 void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, int64_t batch, int64_t m, int64_t n,
           int64_t k, bool sum_batch = false) {
+  // A matrix-vector product (n = 1) as its transpose, out^T [1, m] = B^T A^T: the same m outputs
+  // in the same place, each summed in the same order, from tiles of one row of full vectors
+  // instead of m / mr tiles of one lane each (W-sin's [40, 10] @ [10, 1]: 2.5x faster).
+  if (n == 1 && m > 1)
+    return gemm(kr, Operand{B.base, B.sb, B.sc, B.sr}, Operand{A.base, A.sb, A.sc, A.sr}, out, batch, 1, m, k,
+                sum_batch);
   const int64_t MR = kr.mr, NR = kr.nr;
   const int64_t KC = even_block(k, kr.kc, 1);
   const int64_t MC = even_block(m, kr.mc, MR);
