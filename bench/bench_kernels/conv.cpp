@@ -2,7 +2,7 @@
 // weight gradient, as a training step runs them) beside the same three products written as
 // im2col + GEMM with the library's own im2col, col2im and GEMM over the whole batch, the path a
 // 3x3 stride-1 padding-1 convolution took before Winograd's F(2x2, 3x3) (tensor/cpu/cpu_winograd.cpp).
-// The shapes are conv4's on Omniglot: 75 query images, 64 channels, 14x14 and 7x7. Both report
+// The shapes are conv4's on Omniglot: 75 query images, 64 channels, 14x14, 7x7 and 3x3. Both report
 // GFLOP/s counting the direct convolution's 2 * 9 multiply-adds per output, input channel and
 // output channel, three times (forward and both gradients); their ratio in one run is the speedup.
 #include <benchmark/benchmark.h>
@@ -47,7 +47,7 @@ void BM_conv_kernels(benchmark::State& state) {
   }
   state.counters["GFLOP/s"] = conv_gflops(size);
 }
-BENCHMARK(BM_conv_kernels)->Name("conv3x3_f32_75x64/mg")->Arg(14)->Arg(7)->UseRealTime();
+BENCHMARK(BM_conv_kernels)->Name("conv3x3_f32_75x64/mg")->Arg(14)->Arg(7)->Arg(3)->UseRealTime();
 
 // out = W cols, dx = fold(W^T g), dW = sum over images of g cols^T, with cols = im2col(x).
 void BM_conv_im2col_gemm(benchmark::State& state) {
@@ -67,6 +67,6 @@ void BM_conv_im2col_gemm(benchmark::State& state) {
   }
   state.counters["GFLOP/s"] = conv_gflops(size);
 }
-BENCHMARK(BM_conv_im2col_gemm)->Name("conv3x3_f32_75x64/im2col_gemm")->Arg(14)->Arg(7)->UseRealTime();
+BENCHMARK(BM_conv_im2col_gemm)->Name("conv3x3_f32_75x64/im2col_gemm")->Arg(14)->Arg(7)->Arg(3)->UseRealTime();
 
 }  // namespace
