@@ -61,10 +61,9 @@ bool is_plain_2x2(const Window2d& w) {
   return w.kh == 2 && w.kw == 2 && w.sh == 2 && w.sw == 2 && w.ph == 0 && w.pw == 0 && w.dh == 1 && w.dw == 1;
 }
 
+// beats for 8 lanes: not (v <= best), which also holds where v is NaN, unless best is NaN.
 __attribute__((target("avx2"))) inline __m256 beats8(__m256 v, __m256 best) {
-  const __m256 nan_over_number =
-      _mm256_andnot_ps(_mm256_cmp_ps(best, best, _CMP_UNORD_Q), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-  return _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), nan_over_number);
+  return _mm256_and_ps(_mm256_cmp_ps(v, best, _CMP_NLE_UQ), _mm256_cmp_ps(best, best, _CMP_ORD_Q));
 }
 
 // Lanes [0, count) all ones.
