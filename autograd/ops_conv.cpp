@@ -187,6 +187,10 @@ Tensor conv2d_input_grad(const Tensor& grad, const Tensor& weight, Size2d input_
            ") must be positive");
   const Window2d w =
       make_window("conv2d_input_grad", {weight.size(lead + 2), weight.size(lead + 3)}, stride, padding, dilation);
+  const int64_t oh = w.out_h(input_size.h), ow = w.out_w(input_size.w);
+  MG_CHECK(grad.size(-3) == weight.size(lead) && grad.size(-2) == oh && grad.size(-1) == ow && oh > 0 && ow > 0,
+           "conv2d_input_grad: grad ", describe(grad), " is not the output of weight ", describe(weight), " over a ",
+           input_size.h, "x", input_size.w, " input (", weight.size(lead), " channels of ", oh, "x", ow, ")");
   return input_grad_window(grad, weight, input_size.h, input_size.w, w, per_task);
 }
 
@@ -194,6 +198,10 @@ Tensor conv2d_weight_grad(const Tensor& grad, const Tensor& x, Size2d kernel, Si
                           Size2d dilation) {
   const bool per_task = per_task_operands("conv2d_weight_grad", grad, x, "input");
   const Window2d w = make_window("conv2d_weight_grad", kernel, stride, padding, dilation);
+  const int64_t oh = w.out_h(x.size(-2)), ow = w.out_w(x.size(-1));
+  MG_CHECK(grad.size(-4) == x.size(-4) && grad.size(-2) == oh && grad.size(-1) == ow && oh > 0 && ow > 0,
+           "conv2d_weight_grad: grad ", describe(grad), " is not the output of input ", describe(x), " under a ",
+           kernel.h, "x", kernel.w, " kernel (as many images, each ", oh, "x", ow, ")");
   return weight_grad_window(grad, x, w, per_task);
 }
 

@@ -919,6 +919,20 @@ TEST_SUITE("nn.conv") {
     CHECK_ERROR(conv2d(x, N({4, 3, 3, 3}, 65), N({3}, 66)), "conv2d", "bias must be 1-D [4]", "[3]");
     CHECK_ERROR(conv2d(x, N({4, 3, 3, 3}, 65), Tensor(), 0), "conv2d", "stride (0,0)");
     CHECK_ERROR(Conv2d(0, 4, 3), "Conv2d", "channel counts");
+    // The adjoints check their operands against the convolution they come from.
+    const Tensor w433 = N({4, 3, 3, 3}, 65);
+    CHECK_ERROR(conv2d_input_grad(N({1, 4, 5, 5}, 71), w433, 4, 1, 1), "conv2d_input_grad", "[1,4,5,5]", "4x4 input",
+                "4x4)");
+    CHECK_ERROR(conv2d_input_grad(N({1, 2, 5, 5}, 71), w433, 5, 1, 1), "conv2d_input_grad", "[1,2,5,5]",
+                "4 channels of 5x5");
+    CHECK_ERROR(conv2d_input_grad(N({1, 4, 5, 5}, 71), w433, {0, 5}), "conv2d_input_grad", "input size (0,5)");
+    CHECK_ERROR(conv2d_input_grad(N({4, 5, 5}, 71), w433, 5), "conv2d_input_grad", "4-D", "[4,5,5]");
+    CHECK_ERROR(conv2d_input_grad(N({1, 4, 5, 5}, 71, kFloat32), w433, 5, 1, 1), "conv2d_input_grad", "float32",
+                "same dtype");
+    CHECK_ERROR(conv2d_weight_grad(N({2, 4, 5, 5}, 72), x, 3, 1, 1), "conv2d_weight_grad", "[2,4,5,5]", "[1,3,5,5]",
+                "as many images");
+    CHECK_ERROR(conv2d_weight_grad(N({1, 4, 4, 4}, 72), x, 3, 1, 1), "conv2d_weight_grad", "each 5x5");
+    CHECK_ERROR(conv2d_weight_grad(N({1, 4, 5, 5}, 72), x, {3, 0}, 1, 1), "conv2d_weight_grad", "kernel (3,0)");
     CHECK_ERROR(Conv2d(2, 4, {3, 0}), "Conv2d", "kernel (3,0)");
 
     MaxPool2d pool(3);
