@@ -68,7 +68,7 @@ void col2im(const Tensor& cols, const Window2d& window, const Tensor& out);
 // winograd_tile_size picks for the image), images in groups whose transformed input fits
 // column_bytes. Taken for float32 and float64 with at least kWinogradMinChannels input and
 // output channels, on images its tiles cover with at most 3/4 of the direct convolution's
-// products (3x3 and larger; not 2x2 or a single row of pixels).
+// products (2x2 and larger; not 1x1 or a single row of pixels).
 inline constexpr int64_t kWinogradMinChannels = 8;
 bool winograd_conv3x3_applies(const Tensor& x, int64_t out_channels);
 int64_t winograd_tile_size(int64_t height, int64_t width);  // 2 or 4

@@ -284,30 +284,34 @@ template <typename F, typename T>
         [&](int64_t i, int64_t j, T value) __attribute__((always_inline)) { gt[(i * n + j) * stride + k] = value; });
 }
 
-// U = G g G^T for one input channel, output channel by output channel: k[i * 3 + j] points at
-// the kernels' (i, j) values over the output channels, u[xi] at U's (xi, channel) row.
+// The 2-D transform f of one NIn x NIn block per channel, for count channels: in[i * NIn + j]
+// points at the block's (i, j) values over the channels, out[i * NOut + j] at the result's.
+template <int64_t NIn, int64_t NOut, typename T, typename F1d>
+[[gnu::always_inline]] inline void transform_channels(const T* const (&in)[NIn * NIn], int64_t count,
+                                                      T* const (&out)[NOut * NOut], F1d f) {
+  MG_NO_OVERLAP
+  for (int64_t q = 0; q < count; ++q)
+    transform_2d<NIn, NOut>(
+        [&](int64_t i, int64_t j) __attribute__((always_inline)) { return in[i * NIn + j][q]; },
+        f, [&](int64_t i, int64_t j, T value) __attribute__((always_inline)) { out[i * NOut + j][q] = value; });
+}
+
+// U = G g G^T for one input channel, over the o output channels: k[i * 3 + j] points at the
+// kernels' (i, j) values, u[xi] at U's (xi, channel) row.
 template <typename F, typename T>
 [[gnu::always_inline]] inline void weight_tile(const T* const (&k)[9], int64_t o, T* const (&u)[F::kArea]) {
   constexpr int64_t n = F::kIn;
-  MG_NO_OVERLAP
-  for (int64_t q = 0; q < o; ++q)
-    transform_2d<3, n>(
-        [&](int64_t i, int64_t j) __attribute__((always_inline)) { return k[i * 3 + j][q]; },
-        [](const T(&x)[3], T(&r)[n]) __attribute__((always_inline)) { F::weight_1d(x, r); },
-        [&](int64_t i, int64_t j, T value) __attribute__((always_inline)) { u[i * n + j][q] = value; });
+  transform_channels<3, n>(
+      k, o, u, [](const T(&x)[3], T(&r)[n]) __attribute__((always_inline)) { F::weight_1d(x, r); });
 }
 
-// G^T dU G for one input channel, output channel by output channel: d[xi] points at dU's
-// (xi, channel) row, k[i * 3 + j] at the kernels' (i, j) values over the output channels.
+// G^T dU G for one input channel, over the o output channels: d[xi] points at dU's (xi, channel)
+// row, k[i * 3 + j] at the kernels' (i, j) values.
 template <typename F, typename T>
 [[gnu::always_inline]] inline void weight_grad_tile(const T* const (&d)[F::kArea], int64_t o, T* const (&k)[9]) {
   constexpr int64_t n = F::kIn;
-  MG_NO_OVERLAP
-  for (int64_t q = 0; q < o; ++q)
-    transform_2d<n, 3>(
-        [&](int64_t i, int64_t j) __attribute__((always_inline)) { return d[i * n + j][q]; },
-        [](const T(&x)[n], T(&r)[3]) __attribute__((always_inline)) { F::weight_grad_1d(x, r); },
-        [&](int64_t i, int64_t j, T value) __attribute__((always_inline)) { k[i * 3 + j][q] = value; });
+  transform_channels<n, 3>(
+      d, o, k, [](const T(&x)[n], T(&r)[3]) __attribute__((always_inline)) { F::weight_grad_1d(x, r); });
 }
 
 // The kernels as called: float32 through the per-ISA clones (simd.h), float64 as compiled; the
@@ -379,17 +383,24 @@ void transform_input(const T* xt, int64_t count, int64_t c, const TileGrid& g, T
   });
 }
 
+// A tensor from the caching allocator, for the intermediates below.
+template <typename T>
+Tensor scratch(const Shape& shape) {
+  return Tensor::empty(shape, std::is_same_v<T, float> ? kFloat32 : kFloat64, kCPU);
+}
+
 // U [kArea, C, O] = G g G^T for each 3x3 kernel of weight [O, C, 3, 3] (contiguous), through
 // the weight transposed to [C, 3, 3, O]: output channels innermost on both sides, one vector
 // loop per input channel. Kernel by kernel (scalar, U written a plane apart per value) it took
 // 0.2 ms for a 64x64 F(4x4) weight, longer than the convolution of 5 3x3 images.
 template <typename F, typename T>
 void transform_weight(const T* weight, int64_t o, int64_t c, T* u) {
-  std::vector<T> kernels(static_cast<std::size_t>(c * 9 * o));
-  transpose(weight, o, c * 9, kernels.data());
+  const Tensor kernels = scratch<T>({c, 9, o});
+  const T* kp = kernels.data_ptr<T>();
+  transpose(weight, o, c * 9, kernels.data_ptr<T>());
   for (int64_t ci = 0; ci < c; ++ci) {
     const T* k[9];
-    for (int64_t ij = 0; ij < 9; ++ij) k[ij] = kernels.data() + (ci * 9 + ij) * o;
+    for (int64_t ij = 0; ij < 9; ++ij) k[ij] = kp + (ci * 9 + ij) * o;
     T* at[F::kArea];
     for (int64_t xi = 0; xi < F::kArea; ++xi) at[xi] = u + (xi * c + ci) * o;
     weight_tile_kernel(k, o, at);
@@ -400,15 +411,16 @@ void transform_weight(const T* weight, int64_t o, int64_t c, T* u) {
 // transform_weight, into [C, 3, 3, O] and transposed back.
 template <typename F, typename T>
 void transform_weight_grad(const T* du, int64_t o, int64_t c, T* dweight) {
-  std::vector<T> kernels(static_cast<std::size_t>(c * 9 * o));
+  const Tensor kernels = scratch<T>({c, 9, o});
+  T* kp = kernels.data_ptr<T>();
   for (int64_t ci = 0; ci < c; ++ci) {
     const T* d[F::kArea];
     for (int64_t xi = 0; xi < F::kArea; ++xi) d[xi] = du + (xi * c + ci) * o;
     T* k[9];
-    for (int64_t ij = 0; ij < 9; ++ij) k[ij] = kernels.data() + (ci * 9 + ij) * o;
+    for (int64_t ij = 0; ij < 9; ++ij) k[ij] = kp + (ci * 9 + ij) * o;
     weight_grad_tile_kernel(d, o, k);
   }
-  transpose(kernels.data(), c * 9, o, dweight);
+  transpose(kp, c * 9, o, dweight);
 }
 
 // The weight gradient's groups go in at most this many blocks of partial sums (kept at once).
@@ -428,11 +440,6 @@ Tensor dense(const Tensor& t) {
   Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
   copy(t, out);
   return out;
-}
-
-template <typename T>
-Tensor scratch(const Shape& shape) {
-  return Tensor::empty(shape, std::is_same_v<T, float> ? kFloat32 : kFloat64, kCPU);
 }
 
 // xt [count, H, W, C] and V [kArea, P, C] for images [begin, begin + count) of x [N, C, H, W].
