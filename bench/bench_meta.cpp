@@ -98,8 +98,15 @@ void run_variant(benchmark::State& state, const Variant* v) {
     return;
   }
   MetaStep& step = *it->second.step;
+  const int64_t flops_before = mg::cpu_matmul_flops_on_this_thread();
   for (auto _ : state) benchmark::DoNotOptimize(step.run());
   state.counters["meta_it/s"] = benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate);
+  // The step's matrix-product arithmetic, where this thread calls all of it (not with the tasks
+  // on threads): its time at the FMA peak is a floor under the step's.
+  if (v->library == Library::Mg && v->path != Path::Threads) {
+    const double flops = static_cast<double>(mg::cpu_matmul_flops_on_this_thread() - flops_before);
+    state.counters["matmul_GFLOP"] = flops * 1e-9 / static_cast<double>(state.iterations());
+  }
 }
 
 void register_benchmarks() {

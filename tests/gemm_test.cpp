@@ -11,7 +11,9 @@
 
 #include "../tensor/backend.h"
 #include "../tensor/cpu/cpu_gemm.h"
+#include "../tensor/cpu/cpu_gemm_pack.h"
 #include "../tensor/creation.h"
+#include "../tensor/flop_count.h"
 #include "../tensor/kernels.h"
 #include "../tensor/tensor.h"
 #include "../tensor/threads.h"
@@ -96,6 +98,33 @@ TEST_CASE("gemm kernel selection") {
   CHECK(std::find(names.begin(), names.end(), std::string(cpu::gemm_kernel_name())) != names.end());
 }
 
+#if defined(__x86_64__)
+// The AVX2 transpose that packs row-major float A writes whole 8-lane vectors: its narrower group
+// of rows (the last 6 of a 14-row AVX-512 panel, or a whole 6-row AVX2 panel) spills zeros onto
+// the next depth's row. Checked against the portable packing on any AVX2 CPU, whatever kernel set
+// the CPU runs, every element of the panels and nothing past them.
+template <int64_t MR>
+void check_avx_a_packing() {
+  for (const int64_t rows : {1, 5, 6, 7, 8, 9, 13, 14, 15, 29})
+    for (const int64_t depth : {1, 7, 8, 9, 16, 17, 33}) {
+      const int64_t rs = depth + 3;
+      std::vector<float> a(static_cast<size_t>(rows * rs));
+      for (size_t i = 0; i < a.size(); ++i) a[i] = 1.0f + static_cast<float>(i);
+      const int64_t packed = (rows + MR - 1) / MR * MR * depth;
+      std::vector<float> want(static_cast<size_t>(packed + 16), -1.0f), got = want;
+      cpu::pack_a_panels<float, MR>(a.data(), rs, 1, rows, depth, want.data());
+      cpu::pack_a_panels_f32_avx<MR>(a.data(), rs, 1, rows, depth, got.data());
+      CHECK_MESSAGE(got == want, "MR ", MR, " rows ", rows, " depth ", depth);
+    }
+}
+
+TEST_CASE("AVX2 packing of row-major float A matches the portable packing") {
+  if (!__builtin_cpu_supports("avx2")) return;
+  check_avx_a_packing<6>();
+  check_avx_a_packing<14>();
+}
+#endif
+
 TEST_CASE("gemm shapes around the register tiles, plain and transposed") {
   for_each_kernel([] {
     for (DType dtype : {kFloat32, kFloat64}) {
@@ -126,6 +155,9 @@ TEST_CASE("gemm batched, broadcast and sliced operands") {
       check_matmul(random({10, 40}, dtype, 11).transpose(0, 1), random({10, 40}, dtype, 12));
       check_matmul(random({10, 40}, dtype, 13), random({40, 40}, dtype, 14).transpose(0, 1));
       check_matmul(random({25, 40, 10}, dtype, 15).transpose(1, 2), random({25, 40, 40}, dtype, 16));
+      // Per-task and batch-broadcast transposed B (packed per entry, or once for the batch).
+      check_matmul(random({25, 10, 40}, dtype, 26), random({25, 40, 40}, dtype, 27).transpose(1, 2));
+      check_matmul(random({6, 40, 40}, dtype, 28), random({10, 40}, dtype, 29).transpose(0, 1));
       // Matrix-vector products (one output column), which run as their transposes.
       check_matmul(random({25, 10, 40}, dtype, 20).transpose(1, 2), random({25, 10, 1}, dtype, 21));
       check_matmul(random({25, 10, 40}, dtype, 22), random({25, 1, 40}, dtype, 23).transpose(1, 2));
@@ -137,6 +169,20 @@ TEST_CASE("gemm batched, broadcast and sliced operands") {
       check_matmul(big_a.slice(1, 0, 70, 2), random({35, 19}, dtype, 19));
     }
   });
+}
+
+TEST_CASE("matrix products count their arithmetic on the calling thread") {
+  const int64_t before = cpu_matmul_flops_on_this_thread();
+  kernels::matmul(random({5, 13, 33}, kFloat32, 1), random({5, 33, 31}, kFloat32, 2));
+  CHECK(cpu_matmul_flops_on_this_thread() - before == 2 * 5 * 13 * 31 * 33);
+  kernels::matmul(random({7, 9}, kFloat64, 3), random({9, 4}, kFloat64, 4));
+  CHECK(cpu_matmul_flops_on_this_thread() - before == 2 * 5 * 13 * 31 * 33 + 2 * 7 * 4 * 9);
+  // A product run on two threads is counted once, by the thread that called it.
+  GemmStateGuard threads;
+  set_num_threads(2);
+  const int64_t big = cpu_matmul_flops_on_this_thread();
+  kernels::matmul(random({300, 200}, kFloat32, 5), random({200, 250}, kFloat32, 6));
+  CHECK(cpu_matmul_flops_on_this_thread() - big == 2 * 300 * 250 * 200);
 }
 
 TEST_CASE("gemm with k = 0 writes zeros") {
@@ -215,6 +261,7 @@ TEST_CASE("gemm summed over the batch (matmul_sum)") {
           {random({3, 20, 400}, dtype, 5), random({3, 400, 50}, dtype, 6)},
           {random({6, 7, 0}, dtype, 7), random({6, 0, 5}, dtype, 8)},
           {random({4, 30, 50}, dtype, 13), random({4, 50, 1}, dtype, 14)},
+          {random({5, 10, 40}, dtype, 15), random({5, 40, 40}, dtype, 16).transpose(1, 2)},
           {random({0, 7, 3}, dtype, 9), random({0, 3, 5}, dtype, 10)},
       };
       for (const Case& c : cases) {

@@ -89,7 +89,8 @@ __attribute__((target("avx2"))) void pack_a_rows_avx(const float* a, int64_t rs,
                                                      float* dst) {
   for (int64_t i0 = 0; i0 < rows; i0 += MR, a += MR * rs, dst += MR * depth) {
     const int64_t mr = std::min(MR, rows - i0);
-    for (int64_t g = 0; g < MR; g += 8) {  // 8 panel rows at a time, fewer at the panel's end
+    // 8 panel rows at a time, fewer in the group at the panel's end, which goes first: see below.
+    for (int64_t g = (MR - 1) / 8 * 8; g >= 0; g -= 8) {
       const int64_t width = std::min<int64_t>(8, MR - g);
       const int64_t valid = std::clamp<int64_t>(mr - g, 0, width);
       const float* ag = a + g * rs;
@@ -102,10 +103,11 @@ __attribute__((target("avx2"))) void pack_a_rows_avx(const float* a, int64_t rs,
         if (width == 8) {
           for (int64_t q = 0; q < 8; ++q) _mm256_storeu_ps(dg + (k + q) * MR, r[q]);
         } else {
-          // A narrower panel (MR = 6) takes whole 8-lane stores anyway: lanes past the width hold
-          // the zeros of rows past the panel and land on the next depth's row, which the next store
-          // rewrites (AMD runs masked stores as microcode, 10x slower). Only the last store of the
-          // panel could run past it.
+          // A narrower group (MR = 6, or the last 6 rows of MR = 14) takes whole 8-lane stores
+          // anyway: lanes past the width hold zeros and land on the start of the next depth's
+          // row, which a later store rewrites: this group's next store, or (MR = 14) the group of
+          // rows 0-7, packed after this one (AMD runs masked stores as microcode, 10x slower).
+          // Only the last store of the panel could run past it.
           for (int64_t q = 0; q < 7; ++q) _mm256_storeu_ps(dg + (k + q) * MR, r[q]);
           if (k + 8 < depth) {
             _mm256_storeu_ps(dg + (k + 7) * MR, r[7]);
