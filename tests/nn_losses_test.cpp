@@ -89,6 +89,42 @@ TEST_CASE("cross_entropy_rows: fused kernels against the composite, float32 and 
   }
 }
 
+TEST_CASE("cross_entropy_rows: float32 rows with terms below the normal range, forward and backward") {
+  // Rows whose exp(x - lse) spans normal, subnormal and underflowing terms (the vectorised exp
+  // redoes such a row with its full-range form), one with a -inf logit, between ordinary rows;
+  // 40 classes: two 16-lane blocks and a tail. Checked against the float64 definition.
+  const int64_t classes = 40;
+  std::vector<double> x;  // float32 values
+  for (int64_t r = 0; r < 5; ++r) {
+    for (int64_t c = 0; c < classes; ++c) {
+      const double t = static_cast<double>(c) / (classes - 1);
+      double v = std::cos(1.7 * static_cast<double>(c + r));
+      if (r == 1) v = -130.0 * t;  // down to exp(-130): subnormal and underflowing terms
+      if (r == 3) v = c == 7 ? -INFINITY : 2.0 * std::sin(3.0 * static_cast<double>(c));
+      x.push_back(static_cast<float>(v));
+    }
+  }
+  const std::vector<int64_t> targets = {3, 0, 39, 12, 20};
+  const std::vector<double> upstream = {0.5, -1.25, 2.0, 0.75, -0.3};
+  Tensor logits = tensor(x, {5, classes}, kFloat32).requires_grad_();
+  const Tensor loss = cross_entropy_rows(logits, I64(targets, {5}), -100);
+  const std::vector<double> got_loss = loss.to_vector();
+  const std::vector<double> got_grad = grad({loss}, {logits}, {tensor(upstream, {5}, kFloat32)})[0].to_vector();
+  for (int64_t r = 0; r < 5; ++r) {
+    CAPTURE(r);
+    const std::vector<double> row(x.begin() + r * classes, x.begin() + (r + 1) * classes);
+    CHECK(got_loss[r] == doctest::Approx(nll_of_row(row, targets[r])).epsilon(1e-6));
+    const double lse = row[static_cast<std::size_t>(targets[r])] + nll_of_row(row, targets[r]);
+    for (int64_t c = 0; c < classes; ++c) {
+      CAPTURE(c);
+      const double p = std::exp(row[static_cast<std::size_t>(c)] - lse);
+      const double want = upstream[r] * (p - (c == targets[r] ? 1.0 : 0.0));
+      // Relative: float32's rounding of x - lse, up to half an ulp of 128 (3.8e-6) in the exponent.
+      CHECK(std::abs(got_grad[r * classes + c] - want) <= 1e-5 * std::abs(want) + 1e-44);
+    }
+  }
+}
+
 TEST_CASE("cross_entropy_rows: rejects bad targets and logits") {
   Tensor logits = randn64({4, 3}, 22);
   Tensor target = I64({0, 2, 1, 2}, {4});

@@ -1018,6 +1018,13 @@ TEST_CASE("float32 exp is within 2 ulp of std::exp over a dense sweep, special v
   }
   CAPTURE(worst_at);
   CHECK(worst <= 2.0);
+  // In place, the same bits, also in the blocks that hold a lane outside the normal range and
+  // are redone by the full-range exp.
+  std::vector<float> in_place = xs;
+  mg::cpu::vec::exp_f32(in_place.data(), in_place.data(), n);
+  int64_t differ = 0;
+  for (int64_t i = 0; i < n; ++i) differ += std::bit_cast<uint32_t>(in_place[i]) != std::bit_cast<uint32_t>(got[i]);
+  CHECK(differ == 0);
   const float inf = std::numeric_limits<float>::infinity();
   Tensor special = Tensor::empty({8}, kFloat32, kCPU);
   const float in[8] = {-inf, inf, std::nanf(""), 0.0f, -0.0f, 89.0f, -104.0f, -1e30f};
@@ -1079,7 +1086,8 @@ TEST_CASE("the two 16-lane types (one 64-byte vector, two 32-byte halves) give t
 TEST_CASE("float32 exp16_normal: exp16's bits wherever exp is a normal float, every other lane flagged") {
   namespace v = mg::cpu::vec;
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<float> xs = {-inf, std::nanf(""), -std::nanf(""), 0.0f, -0.0f, -86.0f, -86.7f, -87.5f, -103.9f, -1e30f};
+  std::vector<float> xs = {-inf,   std::nanf(""), -std::nanf(""), 0.0f,   -0.0f,   -86.0f,  -86.5f,  -86.49f, -86.51f,
+                           -86.7f, -87.5f,        -103.9f,        -1e30f, -104.5f, -150.0f, -200.0f, -1e10f};
   for (int i = 0; xs.size() < 16 * 40; ++i) xs.push_back(-95.0f + 0.1513f * static_cast<float>(i));
   const auto bits = [](float f) { return std::bit_cast<uint32_t>(f); };
   const auto check_lanes = [&]<typename V>(const float* p) {
@@ -1096,7 +1104,7 @@ TEST_CASE("float32 exp16_normal: exp16's bits wherever exp is a normal float, ev
         CHECK(bits(normal[j]) == bits(exact[j]));
         CHECK(exact[j] >= std::numeric_limits<float>::min());
       } else {
-        // Flagged only where exp16_normal's scaling is not exact: a result below 2^-125, or NaN.
+        // Flagged only below kExpNormalFloor (a result below 2^-124) or for NaN.
         CHECK((std::isnan(p[j]) || exact[j] < 4.0f * std::numeric_limits<float>::min()));
       }
       if (std::isnan(p[j]) || exact[j] < std::numeric_limits<float>::min()) CHECK(flags[j] != 0);
@@ -1106,6 +1114,68 @@ TEST_CASE("float32 exp16_normal: exp16's bits wherever exp is a normal float, ev
   for (size_t i = 0; i + 16 <= xs.size(); i += 16) {
     check_lanes.operator()<v::vf16>(xs.data() + i);
     check_lanes.operator()<v::vf8x2>(xs.data() + i);
+  }
+}
+
+TEST_CASE("float32 exp16_normal of either sign: exp16's bits for |x| <= 86.5, every other lane flagged") {
+  namespace v = mg::cpu::vec;
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> xs = {inf,    -inf,  std::nanf(""), 0.0f,  -0.0f, 86.5f,  86.49f, 86.51f,
+                           -86.5f, 88.0f, 88.7f,         89.0f, 1e30f, -1e30f, 100.0f, -100.0f};
+  for (int i = 0; xs.size() < 16 * 80; ++i) xs.push_back(-95.0f + 0.1513f * static_cast<float>(i));
+  const auto bits = [](float f) { return std::bit_cast<uint32_t>(f); };
+  const auto check_lanes = [&]<typename V>(const float* p) {
+    v::int_lanes<V> outside{};
+    float normal[16], exact[16];
+    v::store16(normal, v::exp16_normal<V, false>(v::load16<V>(p), outside));
+    v::store16(exact, v::exp16<V>(v::load16<V>(p)));
+    int32_t flags[16];
+    std::memcpy(flags, &outside, sizeof(flags));
+    for (int j = 0; j < 16; ++j) {
+      CAPTURE(p[j]);
+      CHECK(bits(exact[j]) == bits(v::exp_f32(p[j])));
+      CHECK((flags[j] != 0) == !(std::abs(p[j]) <= v::kExpNormalBound));
+      if (flags[j] == 0) CHECK(bits(normal[j]) == bits(exact[j]));
+    }
+  };
+  for (size_t i = 0; i + 16 <= xs.size(); i += 16) {
+    check_lanes.operator()<v::vf16>(xs.data() + i);
+    check_lanes.operator()<v::vf8x2>(xs.data() + i);
+  }
+}
+
+TEST_CASE("float32 sigmoid and gelu_tanh arrays: exp arguments outside the normal range, in place") {
+  // Blocks whose exp argument passes |x| = 86.5 (sigmoid beyond it, gelu_tanh from x = -10) go
+  // through the full-range exp; in place gives the same bits.
+  namespace v = mg::cpu::vec;
+  const int64_t n = 5003;
+  std::vector<float> x(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(-120.0 + 240.0 * static_cast<double>(i) / (n - 1));
+  const auto sigmoid = [](double t) { return 1.0 / (1.0 + std::exp(-t)); };
+  const auto gelu_tanh = [](double t) {
+    return t / (1.0 + std::exp(-2.0 * 0.7978845608028654 * (t + 0.044715 * t * t * t)));
+  };
+  struct Case {
+    const char* name;
+    void (*array)(const float*, float*, int64_t);
+    double (*reference)(double);
+  };
+  const Case cases[] = {{"sigmoid", &v::sigmoid_f32, +sigmoid}, {"gelu_tanh", &v::gelu_tanh_f32, +gelu_tanh}};
+  for (const Case& c : cases) {
+    CAPTURE(c.name);
+    std::vector<float> y(x.size()), in_place = x;
+    c.array(x.data(), y.data(), n);
+    c.array(in_place.data(), in_place.data(), n);
+    int64_t differ = 0, wrong = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      differ += std::bit_cast<uint32_t>(in_place[i]) != std::bit_cast<uint32_t>(y[i]);
+      const double want = c.reference(x[i]);
+      // As in the test below: gelu_tanh's exponent amplifies float rounding by about x^2.
+      const double rtol = 5e-7 * (1.0 + static_cast<double>(x[i]) * x[i]);
+      wrong += !(std::abs(y[i] - want) <= rtol * std::abs(want) + 1e-37);
+    }
+    CHECK(differ == 0);
+    CHECK(wrong == 0);
   }
 }
 

@@ -32,7 +32,8 @@ template <typename V>
     const float* in = x + r * classes;
     const float max = finite_shift(row_max<V>(in, classes));
     const float* next = r + 1 < rows ? in + classes : nullptr;
-    const float shift = max + static_cast<float>(std::log(exp_sum_rows<V>(in, max, nullptr, classes, next, exact)));
+    const float shift =
+        max + static_cast<float>(std::log(exp_sum_rows<V>(in, max, nullptr, classes, {next, nullptr}, exact)));
     lse[r] = shift;
     loss[r] = target[r] == ignore_index ? 0.0f : shift - in[target[r]];
   }
@@ -71,8 +72,15 @@ template <typename V>
       continue;
     }
     const float shift = lse[r], g = grad[r];
+    // x - lse <= 0: the normal-range exp first, the row redone with exp16 if a term falls outside.
     int64_t i = 0;
-    for (; i + kVecWidth <= classes; i += kVecWidth) store16(o + i, exp16<V, true>(load16<V>(in + i) - shift) * g);
+    int_lanes<V> outside{};
+    for (; i + kVecWidth <= classes; i += kVecWidth)
+      store16(o + i, exp16_normal<V>(load16<V>(in + i) - shift, outside) * g);
+    if (any16(outside)) {
+      for (i = 0; i + kVecWidth <= classes; i += kVecWidth)
+        store16(o + i, exp16<V, true>(load16<V>(in + i) - shift) * g);
+    }
     for (; i < classes; ++i) o[i] = exp_f32<true>(in[i] - shift) * g;
     const int64_t t = target[r];
     o[t] = (exp_f32<true>(in[t] - shift) - 1.0f) * g;

@@ -26,18 +26,35 @@ template <typename V>
 [[gnu::always_inline]] inline void softmax_rows_lanes(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows,
                                                       int64_t len, bool log) {
   bool exact = false;
+  float next_max = rows > 0 ? row_max<V>(x, len) : 0.0f;
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = x + r * ldx;
     float* out = y + r * ldy;
     const float* next = r + 1 < rows ? in + ldx : nullptr;
-    float max = row_max<V>(in, len);
+    float max = next_max;
     if (std::isinf(max) && max < 0) max = 0.0f;  // all -inf: avoid (-inf) - (-inf)
     if (log) {
-      const float shift = max + static_cast<float>(std::log(exp_sum_rows<V>(in, max, nullptr, len, next, exact)));
-      for (int64_t i = 0; i < len; ++i) out[i] = in[i] - shift;
+      // Nothing is stored in the exp pass, so this row's output lines are fetched for the last one.
+      const float shift =
+          max + static_cast<float>(std::log(exp_sum_rows<V>(in, max, nullptr, len, {next, out}, exact)));
+      const auto lane_op = [shift](const V& v) __attribute__((always_inline)) { return v - shift; };
+      const auto scalar_op = [shift](float v) __attribute__((always_inline)) { return v - shift; };
+      if (next != nullptr) {
+        next_max = finish_row_then_max<V>(in, out, next, len, lane_op, scalar_op);
+      } else {
+        for (int64_t i = 0; i < len; ++i) out[i] = in[i] - shift;
+      }
     } else {
-      const float scale = static_cast<float>(1.0 / exp_sum_rows<V>(in, max, out, len, next, exact));
-      for (int64_t i = 0; i < len; ++i) out[i] *= scale;
+      // The terms are stored as they are computed; the next row's output lines are fetched for them.
+      float* next_out = next != nullptr ? out + ldy : nullptr;
+      const float scale = static_cast<float>(1.0 / exp_sum_rows<V>(in, max, out, len, {next, next_out}, exact));
+      const auto lane_op = [scale](const V& v) __attribute__((always_inline)) { return v * scale; };
+      const auto scalar_op = [scale](float v) __attribute__((always_inline)) { return v * scale; };
+      if (next != nullptr) {
+        next_max = finish_row_then_max<V>(out, out, next, len, lane_op, scalar_op);
+      } else {
+        for (int64_t i = 0; i < len; ++i) out[i] *= scale;
+      }
     }
   }
 }

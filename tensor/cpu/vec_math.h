@@ -1,8 +1,10 @@
 #pragma once
-#if defined(__clang__)
 // The 16-lane helpers below are always inlined, so their by-value vector ABI never reaches a
-// call boundary; clang warns about it in baseline (no AVX-512) builds all the same.
+// call boundary; g++ and clang warn about it in baseline (no AVX-512) builds all the same.
+#if defined(__clang__)
 #pragma clang diagnostic ignored "-Wpsabi"
+#elif defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 // Branch-free float32 exp and the functions built on it, written so that a loop calling them
 // vectorises (std::exp does not without -ffast-math). Accuracy: within 2 ulp of std::exp over
@@ -26,6 +28,9 @@ namespace mg::cpu::vec {
   return std::bit_cast<float>((std::bit_cast<uint32_t>(a) & mask) | (std::bit_cast<uint32_t>(b) & ~mask));
 }
 
+// Adding 1.5 * 2^23 rounds a float to an integer n held in the sum's low mantissa bits.
+inline constexpr float kExpShifter = 12582912.0f;
+
 // kNonPositive: the caller promises x <= 0 or NaN (a softmax term x - max, a log-probability),
 // which drops the upper clamp (exact for any x below 88.7, where exp(x) is finite).
 template <bool kNonPositive = false>
@@ -36,10 +41,9 @@ template <bool kNonPositive = false>
   float xc = select_f32(x < -104.0f, -104.0f, x);
   if constexpr (!kNonPositive) xc = select_f32(xc > 89.0f, 89.0f, xc);
   // n = round(x / ln2) by the 1.5 * 2^23 shifter (round to nearest, no float->int conversion).
-  constexpr float kShifter = 12582912.0f;
-  const float shifted = xc * 1.44269504088896341f + kShifter;
-  const float n = shifted - kShifter;
-  const int32_t ni = std::bit_cast<int32_t>(shifted) - std::bit_cast<int32_t>(kShifter);
+  const float shifted = xc * 1.44269504088896341f + kExpShifter;
+  const float n = shifted - kExpShifter;
+  const int32_t ni = std::bit_cast<int32_t>(shifted) - std::bit_cast<int32_t>(kExpShifter);
   // r = x - n ln2 with ln2 in two parts: n * 0.693359375 is exact for |n| < 2^15.
   float r = xc - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
@@ -71,8 +75,16 @@ template <bool kNonPositive = false>
 }
 
 // Never exp of a large positive number's negation in a way that loses the tail: for x -> -inf,
-// exp(-x) -> inf and the quotient -> 0.
-[[gnu::always_inline]] inline float sigmoid_f32(float x) { return 1.0f / (1.0f + exp_f32(-x)); }
+// exp(-x) -> inf and the quotient -> 0. Written once for a float or 16 lanes (T) and an exp of
+// the same type, which the array loops (cpu_vec_math.cpp) pick per block.
+template <typename T, typename Exp>
+[[gnu::always_inline]] inline T sigmoid_by(const T& x, Exp exp) {
+  return 1.0f / (1.0f + exp(-x));
+}
+[[gnu::always_inline]] inline float sigmoid_f32(float x) {
+  return sigmoid_by(
+      x, [](float v) __attribute__((always_inline)) { return exp_f32(v); });
+}
 
 [[gnu::always_inline]] inline float tanh_f32(float x) {
   const float ax = abs_f32(x);
@@ -89,10 +101,15 @@ template <bool kNonPositive = false>
 }
 
 // 0.5 x (1 + tanh(u)) = x sigmoid(2u): the same function without the cancellation of 1 + tanh
-// for negative x.
+// for negative x. T and Exp as for sigmoid_by.
+template <typename T, typename Exp>
+[[gnu::always_inline]] inline T gelu_tanh_by(const T& x, Exp exp) {
+  const T u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  return x / (1.0f + exp(-2.0f * u));
+}
 [[gnu::always_inline]] inline float gelu_tanh_f32(float x) {
-  const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-  return x / (1.0f + exp_f32(-2.0f * u));
+  return gelu_tanh_by(
+      x, [](float v) __attribute__((always_inline)) { return exp_f32(v); });
 }
 
 // x Phi(x) = 0.5 x erfc(-x / sqrt 2), with erfc from its Chebyshev fit t exp(-z^2 + P(t)),
@@ -133,9 +150,6 @@ template <bool kNonPositive = false>
 // the same reason no vector crosses a call that is not inlined, even in a debug build:
 // __builtin_bit_cast, not std::bit_cast (a function whose default-ISA instantiation would be
 // called from an AVX-512 clone with another calling convention).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 using vf16 = float __attribute__((vector_size(64)));
 using vi16 = int32_t __attribute__((vector_size(64)));
 using vf8 = float __attribute__((vector_size(32)));
@@ -173,10 +187,13 @@ MG_LANES_OP(vi8x2, int32_t, &)
 MG_LANES_OP(vi8x2, int32_t, |)
 MG_LANES_COMPARE(<)
 MG_LANES_COMPARE(>)
+MG_LANES_COMPARE(>=)
+MG_LANES_COMPARE(<=)
 MG_LANES_COMPARE(!=)
 #undef MG_LANES_OP
 #undef MG_LANES_COMPARE
 [[gnu::always_inline]] inline vi8x2 operator~(const vi8x2& a) { return {~a.lo, ~a.hi}; }
+[[gnu::always_inline]] inline vf8x2 operator-(const vf8x2& a) { return {-a.lo, -a.hi}; }
 [[gnu::always_inline]] inline vi8x2 operator>>(const vi8x2& a, int b) { return {a.lo >> b, a.hi >> b}; }
 [[gnu::always_inline]] inline vi8x2 operator<<(const vi8x2& a, int b) { return {a.lo << b, a.hi << b}; }
 [[gnu::always_inline]] inline vf8x2& operator+=(vf8x2& a, const vf8x2& b) { return a = a + b; }
@@ -237,17 +254,14 @@ template <typename V>
 }
 
 // exp_f32 on 16 lanes, the same operations in the same order (identical results), in two
-// halves: exp(x) = p 2^n with p = exp(r) on |r| <= ln2 / 2 (returned, n in `n`), then the
-// scaling by 2^n.
-template <typename V, bool kNonPositive>
-[[gnu::always_inline]] inline V exp16_reduced(const V& x, int_lanes<V>& n) {
-  V xc = select16<V>(x < -104.0f, splat16<V>(-104.0f), x);
-  if constexpr (!kNonPositive) xc = select16<V>(xc > 89.0f, splat16<V>(89.0f), xc);
-  constexpr float kShifter = 12582912.0f;
-  const V shifted = xc * 1.44269504088896341f + kShifter;
-  const V nf = shifted - kShifter;
-  n = __builtin_bit_cast(int_lanes<V>, shifted) - std::bit_cast<int32_t>(kShifter);
-  V r = xc - nf * 0.693359375f;
+// halves: exp(x) = p 2^n with p = exp(r) on |r| <= ln2 / 2, then the scaling by 2^n.
+// exp16_poly is the first half for x inside the clamps, with n in the low bits of `shifted`
+// (shifted = x / ln2 + kExpShifter, rounded: kExpShifter's bits plus n).
+template <typename V>
+[[gnu::always_inline]] inline V exp16_poly(const V& x, V& shifted) {
+  shifted = x * 1.44269504088896341f + kExpShifter;
+  const V nf = shifted - kExpShifter;
+  V r = x - nf * 0.693359375f;
   r = r + nf * 2.12194440e-4f;
   const V r2 = r * r;
   V p = splat16<V>(1.9875691500e-4f);
@@ -257,6 +271,16 @@ template <typename V, bool kNonPositive>
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   return p * r2 + r + 1.0f;
+}
+
+template <typename V, bool kNonPositive>
+[[gnu::always_inline]] inline V exp16_reduced(const V& x, int_lanes<V>& n) {
+  V xc = select16<V>(x < -104.0f, splat16<V>(-104.0f), x);
+  if constexpr (!kNonPositive) xc = select16<V>(xc > 89.0f, splat16<V>(89.0f), xc);
+  V shifted;
+  const V p = exp16_poly<V>(xc, shifted);
+  n = __builtin_bit_cast(int_lanes<V>, shifted) - std::bit_cast<int32_t>(kExpShifter);
+  return p;
 }
 
 template <typename V, bool kNonPositive = false>
@@ -270,17 +294,42 @@ template <typename V, bool kNonPositive = false>
   return p * s1 * s2;
 }
 
-// exp16<V, true> where the result is a normal float, n added straight into p's exponent field:
-// the same bits as exp16 there, for two integer operations in place of seven and two multiplies
-// (the exp of a softmax row is bound by those). Lanes outside that range (x below about -86.6,
-// so n < -125; NaN, whose n is garbage) come out wrong and set `outside`, for the caller to redo
-// the row with exp16.
-template <typename V>
+// The range where exp16_normal computes exp16's bits: for kNonPositive, x in [kExpNormalFloor, 0];
+// otherwise |x| <= kExpNormalBound. x >= -86.5 rounds to n >= -125, where p 2^n (p >= 0.7) is
+// a normal float, and x <= 86.5 to n <= 125, far from overflow.
+inline constexpr float kExpNormalFloor = -86.5f;
+inline constexpr float kExpNormalBound = 86.5f;
+
+// exp16<V, kNonPositive> inside that range, with n added straight into p's exponent field: the
+// same bits as exp16 there, with no clamp binding, for one integer shift and add in place of
+// the clamps, seven integer operations and two multiplies (the exp of a softmax row is bound by
+// those). Lanes outside the range or NaN come out wrong and set `outside` (one comparison, false
+// for NaN), for the caller to redo them with exp16.
+// bits(p) + (bits(shifted) << 23) in unsigned lanes: the lanes exp16_normal flags may hold any n,
+// and their (discarded) sums may wrap.
+[[gnu::always_inline]] inline vf16 add_to_exponent(const vf16& p, const vf16& shifted) {
+  using vu16 = uint32_t __attribute__((vector_size(64)));
+  return __builtin_bit_cast(vf16, __builtin_bit_cast(vu16, p) + (__builtin_bit_cast(vu16, shifted) << 23));
+}
+[[gnu::always_inline]] inline vf8x2 add_to_exponent(const vf8x2& p, const vf8x2& shifted) {
+  using vu8 = uint32_t __attribute__((vector_size(32)));
+  return {__builtin_bit_cast(vf8, __builtin_bit_cast(vu8, p.lo) + (__builtin_bit_cast(vu8, shifted.lo) << 23)),
+          __builtin_bit_cast(vf8, __builtin_bit_cast(vu8, p.hi) + (__builtin_bit_cast(vu8, shifted.hi) << 23))};
+}
+
+template <typename V, bool kNonPositive = true>
 [[gnu::always_inline]] inline V exp16_normal(const V& x, int_lanes<V>& outside) {
-  int_lanes<V> ni;
-  const V p = exp16_reduced<V, true>(x, ni);
-  outside |= (ni < -125) | (ni > 0);
-  return __builtin_bit_cast(V, __builtin_bit_cast(int_lanes<V>, p) + (ni << 23));
+  using I = int_lanes<V>;
+  if constexpr (kNonPositive) {
+    outside |= ~(x >= kExpNormalFloor);
+  } else {
+    const V magnitude = __builtin_bit_cast(V, __builtin_bit_cast(I, x) & 0x7fffffff);
+    outside |= ~(magnitude <= kExpNormalBound);
+  }
+  V shifted;
+  const V p = exp16_poly<V>(x, shifted);
+  // kExpShifter's bits end in nine zeros, so shifting `shifted` left by 23 leaves n << 23.
+  return add_to_exponent(p, shifted);
 }
 
 [[gnu::always_inline]] inline float hmax16(const vf16& v) {
