@@ -2,7 +2,8 @@
 // them with NR/W vectors of the packed B panel into MR x NR/W accumulators: 28 of the 32 zmm
 // registers, enough independent FMA chains to cover latency x throughput (4 cycles x 2 pipes) on
 // current cores. Edge tiles run an instantiation with fewer rows (no wasted FMAs on the padding)
-// and write their partial columns with masked loads/stores.
+// and write their partial columns with masked loads/stores. A small float A is read in place
+// (tile_direct_a, the same tiles with A's own strides), as the AVX2 kernels do.
 #include "cpu_gemm_kernels.h"
 #include "cpu_gemm_pack.h"
 
@@ -61,20 +62,22 @@ MG_AVX512 void column_masks(int64_t nr, typename V::Mask* mask) {
   }
 }
 
-// acc += the kc-deep product of M rows of the A panel and the B panel; Masked reads only the
-// columns in mask (B may be the unpadded matrix itself).
-template <typename T, int64_t MR, int64_t M, int64_t NV, bool Masked>
-MG_AVX512 void multiply(int64_t kc, const T* a, const T* b, int64_t ldb, const typename Vec<T>::Mask* mask,
-                        typename Vec<T>::Reg (&acc)[M][NV]) {
+// acc += the kc-deep product of M rows of A and the B panel; Masked reads only the columns in
+// mask (B may be the unpadded matrix itself). A is the packed panel or, with DirectA, A itself:
+// element (i, k) at a + i * ars + k * aks (the packed panel's strides are constants).
+template <typename T, int64_t MR, int64_t M, int64_t NV, bool Masked, bool DirectA>
+MG_AVX512 void multiply(int64_t kc, const T* a, int64_t ars, int64_t aks, const T* b, int64_t ldb,
+                        const typename Vec<T>::Mask* mask, typename Vec<T>::Reg (&acc)[M][NV]) {
   using V = Vec<T>;
-  for (int64_t k = 0; k < kc; ++k, a += MR, b += ldb) {
+  const int64_t rs = DirectA ? ars : 1, ks = DirectA ? aks : MR;
+  for (int64_t k = 0; k < kc; ++k, a += ks, b += ldb) {
     typename V::Reg bv[NV];
 #pragma GCC unroll 4
     for (int64_t j = 0; j < NV; ++j)
       bv[j] = Masked ? V::maskz_loadu(mask[j], b + j * V::kWidth) : V::loadu(b + j * V::kWidth);
 #pragma GCC unroll 16
     for (int64_t i = 0; i < M; ++i) {
-      const typename V::Reg av = V::broadcast(a + i);
+      const typename V::Reg av = V::broadcast(a + i * rs);
 #pragma GCC unroll 4
       for (int64_t j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
     }
@@ -83,9 +86,9 @@ MG_AVX512 void multiply(int64_t kc, const T* a, const T* b, int64_t ldb, const t
 
 // An edge tile of nr < NR columns: only the NVA = ceil(nr / width) vectors holding columns are
 // loaded, multiplied and stored, under masks.
-template <typename T, int64_t MR, int64_t M, int64_t NVA>
-MG_AVX512 void edge_tile(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t nr,
-                         bool accumulate) {
+template <typename T, int64_t MR, int64_t M, int64_t NVA, bool DirectA>
+MG_AVX512 void edge_tile(int64_t kc, const T* a, int64_t rs, int64_t ks, const T* b, int64_t ldb, T* c, int64_t ldc,
+                         int64_t nr, bool accumulate) {
   using V = Vec<T>;
   typename V::Mask mask[NVA];
   column_masks<V, NVA>(nr, mask);
@@ -94,7 +97,7 @@ MG_AVX512 void edge_tile(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, 
   for (int64_t i = 0; i < M; ++i)
 #pragma GCC unroll 4
     for (int64_t j = 0; j < NVA; ++j) acc[i][j] = V::zero();
-  multiply<T, MR, M, NVA, true>(kc, a, b, ldb, mask, acc);
+  multiply<T, MR, M, NVA, true, DirectA>(kc, a, rs, ks, b, ldb, mask, acc);
 #pragma GCC unroll 16
   for (int64_t i = 0; i < M; ++i) {
     T* ci = c + i * ldc;
@@ -107,18 +110,18 @@ MG_AVX512 void edge_tile(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, 
   }
 }
 
-// M of the MR rows (M < MR only on the bottom edge), nr of the NR columns.
-template <typename T, int64_t MR, int64_t NR, int64_t M>
-MG_AVX512 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t nr,
-                         bool accumulate) {
+// M of the MR rows (M < MR only on the bottom edge), nr of the NR columns; A as for multiply.
+template <typename T, int64_t MR, int64_t NR, int64_t M, bool DirectA>
+MG_AVX512 void tile_rows(int64_t kc, const T* a, int64_t rs, int64_t ks, const T* b, int64_t ldb, T* c, int64_t ldc,
+                         int64_t nr, bool accumulate) {
   using V = Vec<T>;
   constexpr int64_t NV = NR / V::kWidth;
   static_assert(NV == 2, "edge dispatch below assumes two vectors per row");
   if (nr < NR) {
     if (nr > V::kWidth) {
-      edge_tile<T, MR, M, 2>(kc, a, b, ldb, c, ldc, nr, accumulate);
+      edge_tile<T, MR, M, 2, DirectA>(kc, a, rs, ks, b, ldb, c, ldc, nr, accumulate);
     } else {
-      edge_tile<T, MR, M, 1>(kc, a, b, ldb, c, ldc, nr, accumulate);
+      edge_tile<T, MR, M, 1, DirectA>(kc, a, rs, ks, b, ldb, c, ldc, nr, accumulate);
     }
     return;
   }
@@ -134,7 +137,7 @@ MG_AVX512 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, 
   for (int64_t i = 0; i < M; ++i)
 #pragma GCC unroll 4
     for (int64_t j = 0; j < NV; ++j) acc[i][j] = V::zero();
-  multiply<T, MR, M, NV, false>(kc, a, b, ldb, nullptr, acc);
+  multiply<T, MR, M, NV, false, DirectA>(kc, a, rs, ks, b, ldb, nullptr, acc);
 #pragma GCC unroll 16
   for (int64_t i = 0; i < M; ++i) {
     T* ci = c + i * ldc;
@@ -148,16 +151,21 @@ MG_AVX512 void tile_rows(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, 
 
 template <typename T, int64_t MR, int64_t NR>
 struct Tile {
-  using Fn = void (*)(int64_t, const T*, const T*, int64_t, T*, int64_t, int64_t, bool);
-  template <size_t... I>
+  using Fn = void (*)(int64_t, const T*, int64_t, int64_t, const T*, int64_t, T*, int64_t, int64_t, bool);
+  template <bool DirectA, size_t... I>
   static constexpr std::array<Fn, MR> table(std::index_sequence<I...>) {
-    return {&tile_rows<T, MR, NR, static_cast<int64_t>(I) + 1>...};
+    return {&tile_rows<T, MR, NR, static_cast<int64_t>(I) + 1, DirectA>...};
   }
-  static constexpr std::array<Fn, MR> kByRows = table(std::make_index_sequence<MR>{});
+  template <bool DirectA>
+  static constexpr std::array<Fn, MR> kByRows = table<DirectA>(std::make_index_sequence<MR>{});
 
   static void run(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t mr, int64_t nr,
                   bool accumulate) {
-    kByRows[static_cast<size_t>(mr - 1)](kc, a, b, ldb, c, ldc, nr, accumulate);
+    kByRows<false>[static_cast<size_t>(mr - 1)](kc, a, 1, MR, b, ldb, c, ldc, nr, accumulate);
+  }
+  static void run_direct_a(int64_t kc, const T* a, int64_t ars, int64_t aks, const T* b, int64_t ldb, T* c, int64_t ldc,
+                           int64_t mr, int64_t nr, bool accumulate) {
+    kByRows<true>[static_cast<size_t>(mr - 1)](kc, a, ars, aks, b, ldb, c, ldc, nr, accumulate);
   }
 };
 
@@ -170,7 +178,7 @@ constexpr int64_t kMrF64 = 14, kNrF64 = 16;
 const GemmKernels kAvx512{
     "avx512",
     {kMrF32, kNrF32, 14 * 24, 256, 4096, &Tile<float, kMrF32, kNrF32>::run, true, &pack_a_panels_f32_avx<kMrF32>,
-     &pack_b_panels_f32_avx<kNrF32>, nullptr},
+     &pack_b_panels_f32_avx<kNrF32>, &Tile<float, kMrF32, kNrF32>::run_direct_a},
     {kMrF64, kNrF64, 14 * 12, 256, 2048, &Tile<double, kMrF64, kNrF64>::run, true, &pack_a_panels<double, kMrF64>,
      &pack_b_panels<double, kNrF64>, nullptr},
 };
