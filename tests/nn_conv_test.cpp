@@ -585,6 +585,44 @@ TEST_SUITE("nn.conv") {
     CHECK_ERROR(max_unpool2d(y, at, {0, 4}), "max_unpool2d", "output size must be positive");
   }
 
+  // max_unpool2d against a scatter written here, on odd sizes (the last row and column receive
+  // nothing), with windows that overlap (positions taken twice sum, rounded in the dtype) and
+  // windows that do not.
+  TEST_CASE("max_unpool2d against a plain scatter") {
+    auto scatter = [](const Tensor& grad, const Tensor& at, int64_t h, int64_t w) {
+      const std::vector<double> g = grad.values_as_double(), idx = at.values_as_double();
+      const int64_t planes = grad.size(0) * grad.size(1), positions = grad.size(2) * grad.size(3);
+      std::vector<double> out(static_cast<size_t>(planes * h * w), 0.0);
+      for (int64_t p = 0; p < planes; ++p)
+        for (int64_t i = 0; i < positions; ++i) {
+          double& o =
+              out[static_cast<size_t>(p * h * w + static_cast<int64_t>(idx[static_cast<size_t>(p * positions + i)]))];
+          o += g[static_cast<size_t>(p * positions + i)];
+          if (grad.dtype() == kFloat32) o = static_cast<float>(o);  // a float32 sum rounds each add
+        }
+      return out;
+    };
+    struct Case {
+      Shape x;
+      int64_t kernel, stride, padding;
+    };
+    for (const DType dtype : {kFloat32, kFloat64})
+      for (const Case& c : {Case{{2, 3, 7, 7}, 2, 2, 0}, Case{{1, 2, 6, 9}, 2, 2, 0}, Case{{2, 2, 7, 7}, 3, 2, 1},
+                            Case{{2, 2, 7, 7}, 3, 2, 0}, Case{{1, 3, 8, 8}, 2, 1, 0}}) {
+        CAPTURE(shape_str(c.x));
+        CAPTURE(c.kernel);
+        const Tensor x = N(c.x, 30, dtype);
+        const auto [y, at] = max_pool2d_with_indices(x, c.kernel, c.stride, c.padding);
+        const Tensor g = N(y.shape(), 31, dtype);
+        const Tensor got = max_unpool2d(g, at, {c.x[2], c.x[3]});
+        CHECK(got.values_as_double() == scatter(g, at, c.x[2], c.x[3]));
+      }
+    // Positions in and out of their outputs' 2x2 blocks, one taken twice.
+    const Tensor g = tensor({1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0}, {1, 2, 2, 2}, kFloat32);
+    const Tensor at = tensor(std::vector<int64_t>{1, 6, 9, 15, 0, 0, 10, 5}, {1, 2, 2, 2});
+    CHECK(max_unpool2d(g, at, {4, 4}).values_as_double() == scatter(g, at, 4, 4));
+  }
+
   TEST_CASE("MaxPool2d: gradcheck and gradgradcheck") {
     MaxPool2d a(2);
     check_grads(a, N({2, 3, 4, 4}, 20), "kernel 2");
