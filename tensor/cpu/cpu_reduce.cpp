@@ -27,6 +27,14 @@ MG_VECTORIZE void accumulate_row_f32(double* acc, const float* v, int64_t n) {
   for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<double>(v[j]);
 }
 
+// The same over `rows` rows `stride` floats apart, in one call: a per-task bias gradient (a sum
+// over a few rows of a few dozen values) spent more in the per-row calls and the reduced plan's
+// walk than in the additions.
+MG_VECTORIZE void accumulate_rows_f32(double* acc, const float* v, int64_t stride, int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r, v += stride)
+    for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<double>(v[j]);
+}
+
 template <ReduceOp Op, typename T>
 struct Reducer {
   // Sums of floats accumulate in double; of int64 in int64 (wrapping, never UB).
@@ -238,6 +246,13 @@ void reduce_typed(const Tensor& x, const std::vector<int>& dims, const Tensor& o
         Acc acc[kBlock];
         for (int64_t j = 0; j < nb; ++j) acc[j] = R::init();
         const int64_t sx = s[1];
+        if constexpr (Op == ReduceOp::Sum && std::is_same_v<T, float>) {
+          if (sx == e && red.sizes.size() == 1 && red.strides[0][0] % e == 0) {
+            accumulate_rows_f32(acc, reinterpret_cast<const float*>(p[1] + j0 * sx), red.strides[0][0] / e, count, nb);
+            for (int64_t j = 0; j < nb; ++j) *reinterpret_cast<T*>(p[0] + (j0 + j) * s[0]) = static_cast<T>(acc[j]);
+            continue;
+          }
+        }
         run_range(red, {p[1] + j0 * sx}, 0, count,
                   [&](std::array<char*, 1> q, const std::array<int64_t, 1>& rs, int64_t nr) {
                     for (int64_t r = 0; r < nr; ++r) {
