@@ -95,6 +95,10 @@ __attribute__((target("avx2"))) void pack_a_rows_avx(const float* a, int64_t rs,
       const int64_t valid = std::clamp<int64_t>(mr - g, 0, width);
       const float* ag = a + g * rs;
       float* dg = dst + g;
+      if (valid == 0) {  // padding past the last row (3 of 4 groups of a 40-wide W^T's edge panel)
+        for (int64_t k = 0; k < depth; ++k) std::fill_n(dg + k * MR, width, 0.0f);
+        continue;
+      }
       int64_t k = 0;
       for (; k + 8 <= depth; k += 8) {
         __m256 r[8];
