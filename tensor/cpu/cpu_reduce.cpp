@@ -21,15 +21,11 @@
 namespace mg::cpu {
 namespace {
 
-// acc[j] += v[j] in double for a row of floats: the outer sum's block loop, compiled per ISA
-// (simd.h) since the generic template is built for the baseline one. Same additions, same bits.
-MG_VECTORIZE void accumulate_row_f32(double* acc, const float* v, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<double>(v[j]);
-}
-
-// The same over `rows` rows `stride` floats apart, in one call: a per-task bias gradient (a sum
-// over a few rows of a few dozen values) spent more in the per-row calls and the reduced plan's
-// walk than in the additions.
+// acc[j] += v[j] in double for `rows` rows of floats `stride` apart: the outer sum's block loop,
+// compiled per ISA (simd.h) since the generic template is built for the baseline one. Same
+// additions, same bits. All the rows in one call where the reduced dims are one: a per-task bias
+// gradient (a sum over a few rows of a few dozen values) spent more in a call per row and the
+// reduced plan's walk than in the additions.
 MG_VECTORIZE void accumulate_rows_f32(double* acc, const float* v, int64_t stride, int64_t rows, int64_t n) {
   for (int64_t r = 0; r < rows; ++r, v += stride)
     for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<double>(v[j]);
@@ -246,32 +242,33 @@ void reduce_typed(const Tensor& x, const std::vector<int>& dims, const Tensor& o
         Acc acc[kBlock];
         for (int64_t j = 0; j < nb; ++j) acc[j] = R::init();
         const int64_t sx = s[1];
+        bool summed = false;
         if constexpr (Op == ReduceOp::Sum && std::is_same_v<T, float>) {
-          if (sx == e && red.sizes.size() == 1 && red.strides[0][0] % e == 0) {
+          if (sx == e && red.sizes.size() == 1) {
             accumulate_rows_f32(acc, reinterpret_cast<const float*>(p[1] + j0 * sx), red.strides[0][0] / e, count, nb);
-            for (int64_t j = 0; j < nb; ++j) *reinterpret_cast<T*>(p[0] + (j0 + j) * s[0]) = static_cast<T>(acc[j]);
-            continue;
+            summed = true;
           }
         }
-        run_range(red, {p[1] + j0 * sx}, 0, count,
-                  [&](std::array<char*, 1> q, const std::array<int64_t, 1>& rs, int64_t nr) {
-                    for (int64_t r = 0; r < nr; ++r) {
-                      const char* row = q[0] + r * rs[0];
-                      if constexpr (Op == ReduceOp::Sum && std::is_same_v<T, float>) {
+        if (!summed)
+          run_range(red, {p[1] + j0 * sx}, 0, count,
+                    [&](std::array<char*, 1> q, const std::array<int64_t, 1>& rs, int64_t nr) {
+                      for (int64_t r = 0; r < nr; ++r) {
+                        const char* row = q[0] + r * rs[0];
+                        if constexpr (Op == ReduceOp::Sum && std::is_same_v<T, float>) {
+                          if (sx == e) {
+                            accumulate_rows_f32(acc, reinterpret_cast<const float*>(row), 0, 1, nb);
+                            continue;
+                          }
+                        }
                         if (sx == e) {
-                          accumulate_row_f32(acc, reinterpret_cast<const float*>(row), nb);
-                          continue;
+                          const T* v = reinterpret_cast<const T*>(row);
+                          for (int64_t j = 0; j < nb; ++j) acc[j] = R::combine(acc[j], v[j]);
+                        } else {
+                          for (int64_t j = 0; j < nb; ++j)
+                            acc[j] = R::combine(acc[j], *reinterpret_cast<const T*>(row + j * sx));
                         }
                       }
-                      if (sx == e) {
-                        const T* v = reinterpret_cast<const T*>(row);
-                        for (int64_t j = 0; j < nb; ++j) acc[j] = R::combine(acc[j], v[j]);
-                      } else {
-                        for (int64_t j = 0; j < nb; ++j)
-                          acc[j] = R::combine(acc[j], *reinterpret_cast<const T*>(row + j * sx));
-                      }
-                    }
-                  });
+                    });
         for (int64_t j = 0; j < nb; ++j) *reinterpret_cast<T*>(p[0] + (j0 + j) * s[0]) = static_cast<T>(acc[j]);
       }
     });
