@@ -33,6 +33,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #if defined(__GLIBC__)
@@ -42,7 +43,9 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
+#include "bench/bench_meta/matmul_replay.h"
 #include "bench/bench_meta/workloads.h"
 
 namespace {
@@ -109,6 +112,82 @@ void run_variant(benchmark::State& state, const Variant* v) {
   }
 }
 
+// <workload>/<mg|openblas>/<path>/matmuls_only: the products of one step of mg/<path> alone
+// (bench_meta/matmul_replay.h), through metagrad's GEMM and OpenBLAS, each checked against the
+// other first. Set against mg/<path> in the same run: the share of the step that is products.
+enum class Gemm { Mg, OpenBlas };
+
+struct ReplayCase {
+  Workload workload;
+  Path path;
+  Gemm gemm;
+  std::string name;
+};
+
+void run_replay(benchmark::State& state, const ReplayCase* r) {
+  static std::map<std::pair<Workload, Path>, std::pair<std::unique_ptr<mg_bench::MatmulReplay>, std::string>> made;
+  auto& [replay, error] = made[{r->workload, r->path}];
+  if (!replay && error.empty()) {
+    try {
+      replay = std::make_unique<mg_bench::MatmulReplay>(r->workload, r->path);
+#ifdef MG_BENCH_HAVE_OPENBLAS
+      const double difference = replay->max_relative_difference();
+      if (!(difference < 1e-4)) error = "replayed products differ by " + std::to_string(difference);
+#endif
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  if (!error.empty()) {
+    state.SkipWithError(error.c_str());
+    return;
+  }
+  for (auto _ : state) {
+#ifdef MG_BENCH_HAVE_OPENBLAS
+    if (r->gemm == Gemm::OpenBlas) {
+      replay->run_openblas();
+      continue;
+    }
+#endif
+    replay->run_mg();
+  }
+  state.counters["calls"] = static_cast<double>(replay->calls().size());
+  state.counters["GFLOP/s"] = benchmark::Counter(replay->flops() * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+const std::vector<ReplayCase>& replay_cases() {
+  static const std::vector<ReplayCase> cases = [] {
+    std::vector<ReplayCase> c;
+    // Each workload's fastest metagrad path on one thread.
+    for (auto [w, path] : {std::pair{Workload::Sin, Path::Batched}, std::pair{Workload::Omni, Path::Looped},
+                           std::pair{Workload::Tf, Path::Looped}}) {
+      std::vector<Gemm> gemms{Gemm::Mg};
+#ifdef MG_BENCH_HAVE_OPENBLAS
+      gemms.push_back(Gemm::OpenBlas);
+#endif
+      for (Gemm g : gemms)
+        c.push_back({w, path, g,
+                     std::string(mg_bench::workload_spec(w).name) + (g == Gemm::Mg ? "/mg/" : "/openblas/") +
+                         mg_bench::path_name(path) + "/matmuls_only"});
+    }
+    return c;
+  }();
+  return cases;
+}
+
+// bench_meta --matmul-shapes <W-sin|W-omni|W-tf>: the products of one step of the workload's
+// replayed path, grouped by shape and layout, each group timed through both libraries.
+int print_matmul_shapes(const char* workload_name) {
+  for (const ReplayCase& r : replay_cases()) {
+    if (std::strcmp(mg_bench::workload_spec(r.workload).name, workload_name) != 0) continue;
+    mg_bench::configure_threads();
+    mg_bench::MatmulReplay(r.workload, r.path).print_shape_table();
+    return 0;
+  }
+  std::fprintf(stderr, "--matmul-shapes: no workload named %s\n", workload_name);
+  return 2;
+}
+
 void register_benchmarks() {
   for (const Variant& v : mg_bench::variants()) {
     auto* b =
@@ -119,6 +198,11 @@ void register_benchmarks() {
     // W-tf takes about a second: a longer minimum than the default gives more than one step.
     if (v.workload == Workload::Tf) b->MinTime(3.0);
   }
+  for (const ReplayCase& r : replay_cases()) {
+    auto* b =
+        benchmark::RegisterBenchmark(r.name.c_str(), run_replay, &r)->UseRealTime()->Unit(benchmark::kMillisecond);
+    if (r.workload == Workload::Omni) b->Iterations(2);
+  }
 }
 
 }  // namespace
@@ -127,6 +211,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--peak-memory") == 0) return mg_bench::run_peak_memory_table();
     if (std::strcmp(argv[i], "--peak-one") == 0 && i + 1 < argc) return mg_bench::run_peak_one(argv[i + 1]);
+    if (std::strcmp(argv[i], "--matmul-shapes") == 0 && i + 1 < argc) return print_matmul_shapes(argv[i + 1]);
   }
 #if defined(__GLIBC__)
   // LibTorch's CPU tensors come from glibc's malloc. With its default thresholds a large tensor

@@ -15,6 +15,7 @@
 #include "../tensor/creation.h"
 #include "../tensor/flop_count.h"
 #include "../tensor/kernels.h"
+#include "../tensor/matmul_trace.h"
 #include "../tensor/tensor.h"
 #include "../tensor/threads.h"
 
@@ -185,6 +186,40 @@ TEST_CASE("matrix products count their arithmetic on the calling thread") {
   CHECK(cpu_matmul_flops_on_this_thread() - big == 2 * 300 * 250 * 200);
 }
 
+TEST_CASE("a matmul trace records each product's shape and operand layouts on its thread") {
+  const Tensor a = random({5, 13, 33}, kFloat32, 1), b_t = random({5, 31, 33}, kFloat32, 2).transpose(1, 2);
+  const Tensor shared = random({1, 6, 2}, kFloat64, 3).expand({4, 6, 2});
+  MatmulTrace outer;
+  kernels::matmul(a, b_t);
+  {
+    MatmulTrace inner;
+    backend_for(kCPU).matmul(random({4, 3, 6}, kFloat64, 4).transpose(1, 2).transpose(1, 2), shared,
+                             empty({4, 3, 2}, kFloat64, kCPU));
+    backend_for(kCPU).matmul_sum(random({4, 6, 3}, kFloat32, 5).transpose(1, 2), random({4, 6, 5}, kFloat32, 6),
+                                 empty({1, 3, 5}, kFloat32, kCPU));
+    const Tensor every_other = random({4, 10, 12}, kFloat32, 7).slice(2, 0, 12, 2);
+    backend_for(kCPU).matmul(every_other, random({4, 6, 2}, kFloat32, 8), empty({4, 10, 2}, kFloat32, kCPU));
+    REQUIRE(inner.calls().size() == 3);
+    const MatmulCall& broadcast = inner.calls()[0];
+    CHECK((broadcast.batch == 4 && broadcast.m == 3 && broadcast.n == 2 && broadcast.k == 6));
+    CHECK((broadcast.a_layout == MatrixLayout::RowMajor && broadcast.b_layout == MatrixLayout::RowMajor));
+    CHECK((!broadcast.a_shared && broadcast.b_shared && !broadcast.sum_batch && broadcast.float64));
+    const MatmulCall& summed = inner.calls()[1];
+    CHECK((summed.batch == 4 && summed.m == 3 && summed.n == 5 && summed.k == 6));
+    CHECK((summed.a_layout == MatrixLayout::ColumnMajor && summed.b_layout == MatrixLayout::RowMajor));
+    CHECK((!summed.a_shared && !summed.b_shared && summed.sum_batch && !summed.float64));
+    CHECK(inner.calls()[2].a_layout == MatrixLayout::Strided);
+  }
+  kernels::matmul(random({7, 9}, kFloat64, 9), random({9, 4}, kFloat64, 10));
+  REQUIRE(outer.calls().size() == 2);
+  const MatmulCall& transposed = outer.calls()[0];
+  CHECK((transposed.batch == 5 && transposed.m == 13 && transposed.n == 31 && transposed.k == 33));
+  CHECK((transposed.a_layout == MatrixLayout::RowMajor && transposed.b_layout == MatrixLayout::ColumnMajor));
+  CHECK((!transposed.a_shared && !transposed.b_shared && !transposed.sum_batch && !transposed.float64));
+  const MatmulCall& plain = outer.calls()[1];
+  CHECK((plain.batch == 1 && plain.m == 7 && plain.n == 4 && plain.k == 9 && plain.float64));
+}
+
 TEST_CASE("gemm with k = 0 writes zeros") {
   for_each_kernel([] {
     for (DType dtype : {kFloat32, kFloat64}) {
@@ -242,6 +277,19 @@ TEST_CASE("gemm gives the same bits on 1 and 2 threads") {
   });
 }
 
+TEST_CASE("gemm of a narrow product, run as its transpose") {
+  // n far under a register tile's width and m over it: out^T = b^T a^T into scratch, then
+  // transposed into out, for plain, transposed and broadcast operands.
+  for_each_kernel([] {
+    for (DType dtype : {kFloat32, kFloat64}) {
+      check_matmul(random({3, 64, 50}, dtype, 1), random({3, 50, 5}, dtype, 2));
+      check_matmul(random({2, 300, 70}, dtype, 3).transpose(1, 2), random({2, 9, 300}, dtype, 4).transpose(1, 2));
+      check_matmul(random({4, 100, 33}, dtype, 5), random({33, 3}, dtype, 6));
+      check_matmul(random({29, 17}, dtype, 7), random({4, 17, 2}, dtype, 8));
+    }
+  });
+}
+
 TEST_CASE("gemm summed over the batch (matmul_sum)") {
   // Against the batch's products in float64, summed; a transposed b as a convolution's weight
   // gradient passes it, depths past one kc block, and the same bits on 1 and 2 threads.
@@ -262,6 +310,8 @@ TEST_CASE("gemm summed over the batch (matmul_sum)") {
           {random({6, 7, 0}, dtype, 7), random({6, 0, 5}, dtype, 8)},
           {random({4, 30, 50}, dtype, 13), random({4, 50, 1}, dtype, 14)},
           {random({5, 10, 40}, dtype, 15), random({5, 40, 40}, dtype, 16).transpose(1, 2)},
+          // Narrow (n = 9 under m = 64): run as the transposed product, across kc blocks.
+          {random({5, 64, 300}, dtype, 17), random({5, 9, 300}, dtype, 18).transpose(1, 2)},
           {random({0, 7, 3}, dtype, 9), random({0, 3, 5}, dtype, 10)},
       };
       for (const Case& c : cases) {
