@@ -17,10 +17,15 @@
 //               gradients summed in task order (meta/task_parallel.h; the trainer's default loop);
 //   mg/batched  maml_batched_loss over the meta-batch (Batching::TaskBatched);
 //   torch/looped, torch/batched (W-sin only, bmm): the same computation written functionally.
+//   mg/<path>/matmuls_only, openblas/<path>/matmuls_only: the matrix products of one mg/<path>
+//               step alone (bench_meta/matmul_replay.h), replayed through metagrad's GEMM and through
+//               OpenBLAS (checked against each other first), for the fastest path of each workload:
+//               the step's time left once everything else is free, and what OpenBLAS would make of it.
 // Both libraries start from the same parameters and tasks. Before timing, each variant's loss is
 // checked against mg/looped's: the two metagrad paths within 1e-4 relative, LibTorch within
 // 1e-3 (another library's rounding); a mismatch is reported as the benchmark's error.
 //   OMP_NUM_THREADS=1 ./bench_meta [--benchmark_filter=W-tf]
+//   OMP_NUM_THREADS=1 ./bench_meta --matmul-shapes W-tf   (those products by shape, each group timed)
 // Both libraries run on OMP_NUM_THREADS threads (OpenMP's default when unset).
 //
 // Peak memory: ./bench_meta --peak-memory runs every variant in a fresh process (this binary

@@ -106,24 +106,15 @@ MultiHeadAttentionOutput multi_head_attention_forward(const Tensor& query, const
            describe(w.in_proj_weight));
   const int64_t H = num_heads, D = E / H;
 
-  // One GEMM for all three projections when they share an input (self-attention), as PyTorch does.
-  auto bias_part = [&](int64_t start, int64_t len) {
-    return w.in_proj_bias.defined() ? narrow(w.in_proj_bias, -1, start, len) : Tensor();
+  // Three projections from row blocks of in_proj_weight, even for self-attention, where PyTorch
+  // runs one GEMM and narrows its output: the gradient of each narrow of a [B, L, 3E] output is a
+  // zero-padded [B, L, 3E] tensor, three of them added (W-tf: 2-3% of its step); a narrow of the
+  // weight pads only [3E, E]. Each output element is the same dot product either way.
+  auto project = [&](const Tensor& input, int64_t part) {
+    const Tensor bias = w.in_proj_bias.defined() ? narrow(w.in_proj_bias, -1, part * E, E) : Tensor();
+    return linear(input, narrow(w.in_proj_weight, -2, part * E, E), bias);
   };
-  Tensor q, k, v;
-  if (query.same(key) && key.same(value)) {
-    Tensor qkv = linear(query, w.in_proj_weight, w.in_proj_bias);
-    q = narrow(qkv, -1, 0, E), k = narrow(qkv, -1, E, E), v = narrow(qkv, -1, 2 * E, E);
-  } else {
-    q = linear(query, narrow(w.in_proj_weight, -2, 0, E), bias_part(0, E));
-    if (key.same(value)) {
-      Tensor kv = linear(key, narrow(w.in_proj_weight, -2, E, 2 * E), bias_part(E, 2 * E));
-      k = narrow(kv, -1, 0, E), v = narrow(kv, -1, E, E);
-    } else {
-      k = linear(key, narrow(w.in_proj_weight, -2, E, E), bias_part(E, E));
-      v = linear(value, narrow(w.in_proj_weight, -2, 2 * E, E), bias_part(2 * E, E));
-    }
-  }
+  Tensor q = project(query, 0), k = project(key, 1), v = project(value, 2);
   auto heads = [&](const Tensor& t, int64_t len) { return transpose(reshape(t, {B, len, H, D}), 1, 2); };
   // k and v are copied out of the projection's output once, so that neither the products nor
   // their backward copy them again (q is scaled first, which makes it contiguous).
