@@ -277,6 +277,24 @@ TEST_CASE("gemm gives the same bits on 1 and 2 threads") {
   });
 }
 
+TEST_CASE("gemm reading a larger A in place for a product of at most two column tiles") {
+  // A past L1 but within L2 with n of one or two tiles: the kernels read A where it lies, also
+  // across kc blocks (k = 300) and transposed, and the same bits on 1 and 2 threads.
+  for_each_kernel([] {
+    check_matmul(random({400, 64}, kFloat32, 1), random({64, 64}, kFloat32, 2));
+    check_matmul(random({1000, 40}, kFloat32, 3), random({40, 16}, kFloat32, 4));
+    check_matmul(random({200, 300}, kFloat32, 5), random({300, 30}, kFloat32, 6));
+    check_matmul(random({300, 150}, kFloat32, 7).transpose(0, 1), random({300, 20}, kFloat32, 8));
+    check_matmul(random({3, 200, 100}, kFloat64, 9), random({3, 100, 12}, kFloat64, 10));
+  });
+  const Tensor a = random({600, 100}, kFloat32, 11), b = random({100, 48}, kFloat32, 12);
+  GemmStateGuard threads;
+  set_num_threads(1);
+  const std::vector<double> one = kernels::matmul(a, b).values_as_double();
+  set_num_threads(2);
+  CHECK(kernels::matmul(a, b).values_as_double() == one);
+}
+
 TEST_CASE("gemm of a narrow product, run as its transpose") {
   // n far under a register tile's width and m over it: out^T = b^T a^T into scratch, then
   // transposed into out, for plain, transposed and broadcast operands.

@@ -45,8 +45,14 @@ constexpr int64_t kDirectBBytes = 128 << 10;
 constexpr int64_t kPackedWholeABytes = 1 << 20;
 
 // Kernels that can read A in place do so when all of it fits in L1 (a small model's activations
-// or weights): packing it cost about as much as the product (W-sin: 7% of its step).
+// or weights): packing it cost about as much as the product (W-sin: 7% of its step). So they do
+// for an A that fits in L2 when the product has at most two column tiles: each tile reads A once,
+// where packing would read and write it (x @ W for a [400, 64] x and a 64 x 64 W: 174 -> 199
+// GFLOP/s; [2000, 16] @ [16, 16]: 97 -> 134). With more column tiles, or an A from memory
+// ([5000, 64]: 158 -> 150), packing pays off.
 constexpr int64_t kDirectABytes = 32 << 10;
+constexpr int64_t kDirectANarrowBytes = 256 << 10;
+constexpr int64_t kDirectANarrowColumnTiles = 2;
 
 const GemmKernels* kernels_named(std::string_view name) {
   if (name == "avx512") return gemm_kernels_avx512();
@@ -172,8 +178,10 @@ void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, i
   const int64_t padded_rows = row_tiles * MR;
   const bool whole_a = A.sb == 0 && (sum_batch ? batch : batch * col_blocks) > 1 &&
                        padded_rows * k * static_cast<int64_t>(sizeof(T)) <= kPackedWholeABytes;
+  const int64_t a_bytes = m * k * static_cast<int64_t>(sizeof(T));
   const bool direct_a =
-      kr.tile_direct_a != nullptr && !whole_a && m * k * static_cast<int64_t>(sizeof(T)) <= kDirectABytes;
+      kr.tile_direct_a != nullptr && !whole_a &&
+      (a_bytes <= kDirectABytes || (a_bytes <= kDirectANarrowBytes && ceil_div(n, NR) <= kDirectANarrowColumnTiles));
 
   // Products with A read in place and one block in every dimension (a small model's layers, per
   // task): the tiles straight off the batch, B packed per batch entry unless it too is read in
