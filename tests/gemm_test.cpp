@@ -295,6 +295,22 @@ TEST_CASE("gemm reading a larger A in place for a product of at most two column 
   CHECK(kernels::matmul(a, b).values_as_double() == one);
 }
 
+TEST_CASE("gemm of outer products and of a batch over a shared right operand") {
+  // k = 1 narrower than a tile: plain products (+0 for a -0 product, as the tiles give); a shared
+  // right operand under row-contiguous A matrices: one product of all their rows.
+  for_each_kernel([] {
+    for (DType dtype : {kFloat32, kFloat64}) {
+      check_matmul(random({25, 40, 1}, dtype, 1), random({25, 1, 10}, dtype, 2));
+      check_matmul(random({3, 7, 1}, dtype, 3), random({3, 5, 1}, dtype, 4).transpose(1, 2));
+      check_matmul(random({25, 10, 40}, dtype, 5), random({40, 1}, dtype, 6));
+      check_matmul(random({6, 9, 33}, dtype, 7), random({20, 33}, dtype, 8).transpose(0, 1));
+      check_matmul(random({4, 33, 6}, dtype, 9).transpose(1, 2), random({33, 5}, dtype, 10));
+    }
+  });
+  const Tensor minus_zero = kernels::matmul(full({1, 1}, -2.0, kFloat32, kCPU), zeros({1, 3}, kFloat32, kCPU));
+  for (double v : minus_zero.values_as_double()) CHECK_FALSE(std::signbit(v));
+}
+
 TEST_CASE("gemm of a narrow product, run as its transpose") {
   // n far under a register tile's width and m over it: out^T = b^T a^T into scratch, then
   // transposed into out, for plain, transposed and broadcast operands.

@@ -215,7 +215,7 @@ void MatmulReplay::print_shape_table() {
   std::map<const Operands*, std::vector<std::size_t>> groups;
   for (std::size_t i = 0; i < calls_.size(); ++i) groups[operands_of_call_[i]].push_back(i);
   std::printf("%6s %5s %5s %5s %3s %6s %5s %6s %9s %9s %9s\n", "batch", "m", "n", "k", "a b", "shared", "sum", "calls",
-              "GFLOP", "mg ms", "blas ms");
+              "GFLOP", "mg us", "blas us");
   for (const auto& [operands, indices] : groups) {
     const MatmulCall& c = calls_[indices.front()];
     const double gflop = 2e-9 * static_cast<double>(c.batch) * static_cast<double>(c.m) * static_cast<double>(c.n) *
@@ -229,10 +229,10 @@ void MatmulReplay::print_shape_table() {
       for (std::size_t i : indices) run_openblas_call(i);
     });
 #endif
-    std::printf("%6lld %5lld %5lld %5lld %s %s %3s%3s %5s %6zu %9.4f %9.3f %9.3f\n", static_cast<long long>(c.batch),
+    std::printf("%6lld %5lld %5lld %5lld %s %s %3s%3s %5s %6zu %9.4f %9.1f %9.1f\n", static_cast<long long>(c.batch),
                 static_cast<long long>(c.m), static_cast<long long>(c.n), static_cast<long long>(c.k),
                 layout_letter(c.a_layout), layout_letter(c.b_layout), c.a_shared ? "a" : "-", c.b_shared ? "b" : "-",
-                c.sum_batch ? "sum" : "", indices.size(), gflop, mg_ms, blas_ms);
+                c.sum_batch ? "sum" : "", indices.size(), gflop, 1e3 * mg_ms, 1e3 * blas_ms);
   }
 }
 
