@@ -312,14 +312,14 @@ TEST_CASE("gemm of outer products and of a batch over a shared right operand") {
 }
 
 TEST_CASE("gemm of a narrow product, run as its transpose") {
-  // n far under a register tile's width and m over it: out^T = b^T a^T into scratch, then
-  // transposed into out, for plain, transposed and broadcast operands.
+  // n far under a register tile's width, m over it and outputs of 256+ terms: out^T = b^T a^T
+  // into scratch, then transposed into out, for plain, transposed and broadcast operands.
   for_each_kernel([] {
     for (DType dtype : {kFloat32, kFloat64}) {
-      check_matmul(random({3, 64, 50}, dtype, 1), random({3, 50, 5}, dtype, 2));
+      check_matmul(random({3, 64, 260}, dtype, 1), random({3, 260, 5}, dtype, 2));
       check_matmul(random({2, 300, 70}, dtype, 3).transpose(1, 2), random({2, 9, 300}, dtype, 4).transpose(1, 2));
-      check_matmul(random({4, 100, 33}, dtype, 5), random({33, 3}, dtype, 6));
-      check_matmul(random({29, 17}, dtype, 7), random({4, 17, 2}, dtype, 8));
+      check_matmul(random({4, 100, 270}, dtype, 5), random({270, 3}, dtype, 6));
+      check_matmul(random({29, 257}, dtype, 7), random({4, 257, 2}, dtype, 8));
     }
   });
 }

@@ -51,6 +51,10 @@ constexpr int64_t kPackedWholeABytes = 1 << 20;
 // GFLOP/s; [2000, 16] @ [16, 16]: 97 -> 134). With more column tiles, or an A from memory
 // ([5000, 64]: 158 -> 150), packing pays off.
 constexpr int64_t kDirectABytes = 32 << 10;
+
+// A narrow product runs as its transpose (gemm below) only when each output sums at least this
+// many terms: the saving grows with them, the copy back into place does not.
+constexpr int64_t kTransposedMinTerms = 256;
 constexpr int64_t kDirectANarrowBytes = 256 << 10;
 constexpr int64_t kDirectANarrowColumnTiles = 2;
 
@@ -169,8 +173,10 @@ void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, i
   // into scratch, when that uses more of each register tile: a first convolution's weight
   // gradient, [64, 784] @ [784, 9] summed over 74 images, used 9 of each 14 x 32 tile's 32
   // columns, and uses 9 of its 14 rows transposed (61 -> 31 ms a W-omni step). The same products
-  // summed in the same order, so the same bits.
-  if (n < m && tile_fill(n, m, MR, NR) > 1.5 * tile_fill(m, n, MR, NR)) {
+  // summed in the same order, so the same bits. Only where each output sums enough terms to pay
+  // for the strided copy back (W-sin's [25, 40, 40] @ [25, 40, 10] lost more to it than it gained).
+  const int64_t terms = k * (sum_batch ? batch : 1);
+  if (n < m && terms >= kTransposedMinTerms && tile_fill(n, m, MR, NR) > 1.5 * tile_fill(m, n, MR, NR)) {
     const int64_t outputs = sum_batch ? 1 : batch;
     T* transposed = t_transposed_out.get<T>(outputs * m * n);
     gemm(kr, Operand{B.base, B.sb, B.sc, B.sr}, Operand{A.base, A.sb, A.sc, A.sr}, transposed, batch, n, m, k,
