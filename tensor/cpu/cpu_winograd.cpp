@@ -37,6 +37,7 @@
 
 #include "cpu_gemm_pack.h"
 #include "cpu_kernels.h"
+#include "matrix_transpose.h"
 #include "parallel.h"
 #include "simd.h"
 
@@ -54,55 +55,10 @@ TileGrid grid_of(int64_t h, int64_t w) {
   return {h, w, (h + F::kOut - 1) / F::kOut, (w + F::kOut - 1) / F::kOut};
 }
 
-// dst [cols, rows] = src [rows, cols]^T, in square blocks that stay in L1.
-template <typename T>
-void transpose_blocks(const T* src, int64_t rows, int64_t cols, T* dst) {
-  constexpr int64_t kBlock = 16;
-  for (int64_t r0 = 0; r0 < rows; r0 += kBlock)
-    for (int64_t c0 = 0; c0 < cols; c0 += kBlock)
-      for (int64_t c = c0; c < std::min(cols, c0 + kBlock); ++c)
-        for (int64_t r = r0; r < std::min(rows, r0 + kBlock); ++r) dst[c * rows + r] = src[r * cols + c];
-}
-
-#if defined(__x86_64__) || defined(__i386__)
-// The float transpose 8x8 floats at a time in registers (the scalar loop moves about one element
-// per cycle, which made the transposes a quarter of the convolution); the edges as above. The
-// inner loop runs along the shorter side, so its 8 rows of src, or of dst, are a few lines each
-// and are read or written whole before they leave L1: [64, 784] moved at 24 GB/s with the
-// columns outer against 18 with the rows outer, [784, 64] at 22 against 19 the other way round.
-__attribute__((target("avx2"))) inline void transpose_block_8x8(const float* src, int64_t rows, int64_t cols,
-                                                                int64_t r0, int64_t c0, float* dst) {
-  __m256 r[8];
-  for (int64_t q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(src + (r0 + q) * cols + c0);
-  transpose8x8(r);
-  for (int64_t q = 0; q < 8; ++q) _mm256_storeu_ps(dst + (c0 + q) * rows + r0, r[q]);
-}
-
-__attribute__((target("avx2"))) void transpose_f32_avx2(const float* src, int64_t rows, int64_t cols, float* dst) {
-  const int64_t rows8 = rows / 8 * 8, cols8 = cols / 8 * 8;
-  if (rows >= cols) {
-    for (int64_t r0 = 0; r0 < rows8; r0 += 8)
-      for (int64_t c0 = 0; c0 < cols8; c0 += 8) transpose_block_8x8(src, rows, cols, r0, c0, dst);
-  } else {
-    for (int64_t c0 = 0; c0 < cols8; c0 += 8)
-      for (int64_t r0 = 0; r0 < rows8; r0 += 8) transpose_block_8x8(src, rows, cols, r0, c0, dst);
-  }
-  for (int64_t r = 0; r < rows8; ++r)
-    for (int64_t c = cols8; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
-  for (int64_t r = rows8; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
-}
-#endif
-
+// dst [cols, rows] = src [rows, cols]^T.
 template <typename T>
 void transpose(const T* src, int64_t rows, int64_t cols, T* dst) {
-#if defined(__x86_64__) || defined(__i386__)
-  if constexpr (std::is_same_v<T, float>) {
-    static const bool avx2 = __builtin_cpu_supports("avx2");
-    if (avx2) return transpose_f32_avx2(src, rows, cols, dst);
-  }
-#endif
-  transpose_blocks(src, rows, cols, dst);
+  transpose_matrix(src, cols, rows, cols, dst, rows);
 }
 
 // Each image of [count, planes, area] to [count, area, planes], or back with the sizes swapped.
