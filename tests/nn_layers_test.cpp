@@ -208,6 +208,13 @@ TEST_CASE("layer_norm: the fused op matches the composite, values and first and 
     const TensorList hf = grad({sum(gf[0] * gf[0]) + sum(gf[1])}, {x, w}, {}, {});
     const TensorList hc = grad({sum(gc[0] * gc[0]) + sum(gc[1])}, {x, w}, {}, {});
     for (int i = 0; i < 2; ++i) CHECK(max_abs_diff(hf[i], hc[i]) <= tol * 400);
+    // Over two trailing dims, without weight or bias, first order only (the kernel's values).
+    Tensor x2 = (randn({3, 4, 10}, dt, kCPU, &gen) * 3.0 - 1.0).requires_grad_();
+    Tensor c2 = x2 - mean(x2, {-2, -1}, true);
+    Tensor composite2 = c2 * rsqrt(mean(c2 * c2, {-2, -1}, true) + 1e-5);
+    const Tensor r2 = randn({3, 4, 10}, dt, kCPU, &gen);
+    CHECK(max_abs_diff(grad({sum(functional::layer_norm(x2, {4, 10}, Tensor(), Tensor(), 1e-5) * r2)}, {x2})[0],
+                       grad({sum(composite2 * r2)}, {x2})[0]) <= tol * 40);
   }
   // Per-task parameters [T, 40] still work (the composite path) and agree with the fused op per task.
   Generator gen(22);
