@@ -2,6 +2,7 @@
 // The CPU matrix products that calls on one thread run, as shapes and operand layouts: a
 // workload's products can then be replayed alone, through metagrad's GEMM or another library's,
 // to see how much of a step they take (bench/bench_meta does this for the meta-steps).
+#include <compare>
 #include <cstdint>
 #include <vector>
 
@@ -23,6 +24,8 @@ struct MatmulCall {
   bool a_shared = false, b_shared = false;
   bool sum_batch = false;
   bool float64 = false;
+
+  friend auto operator<=>(const MatmulCall&, const MatmulCall&) = default;
 };
 
 // While one of these lives, every CPU matrix product called on the constructing thread (products

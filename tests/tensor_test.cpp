@@ -374,7 +374,9 @@ TEST_CASE("copies and binary ops of transposed views go by blocks, and match an 
     if (dtype == kInt64) continue;
     const Tensor a = random({25, 10, 40}), across = random({25, 40, 10}).transpose(1, 2);
     const Tensor bias = random({25, 1, 40}).expand({25, 10, 40});
-    for (const auto& [x, y] : {std::pair{a, across}, std::pair{across, a}, std::pair{bias, across}}) {
+    const Tensor every_other = k::as_strided(random({25, 10, 80}), {25, 10, 40}, {800, 80, 2}, 0);
+    for (const auto& [x, y] : {std::pair{a, across}, std::pair{across, a}, std::pair{bias, across},
+                               std::pair{every_other, across}, std::pair{a, every_other}}) {
       const std::vector<double> xv = x.values_as_double(), yv = y.values_as_double();
       const std::vector<double> sum = k::binary(BinaryOp::Add, x, y).values_as_double();
       const std::vector<double> product = k::binary(BinaryOp::Mul, x, y).values_as_double();

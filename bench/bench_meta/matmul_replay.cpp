@@ -65,9 +65,7 @@ double MatmulReplay::flops() const {
 }
 
 const MatmulReplay::Operands& MatmulReplay::operands_for(const MatmulCall& c) {
-  auto key = std::make_tuple(c.batch, c.m, c.n, c.k, static_cast<int>(c.a_layout), static_cast<int>(c.b_layout),
-                             c.a_shared, c.b_shared, c.sum_batch, c.float64);
-  auto& slot = operands_[key];
+  auto& slot = operands_[c];
   if (!slot) {
     mg::NoGradGuard no_grad;
     mg::Generator gen(static_cast<uint64_t>(operands_.size()));

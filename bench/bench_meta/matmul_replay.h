@@ -5,7 +5,6 @@
 // much of the step the products take and how far a faster GEMM alone could take it.
 #include <map>
 #include <memory>
-#include <tuple>
 #include <vector>
 
 #include <metagrad/metagrad.h>
@@ -52,8 +51,7 @@ class MatmulReplay {
   std::vector<mg::MatmulCall> calls_;
   // Calls of the same shape and layout share operands, which keeps W-omni's within memory.
   std::vector<const Operands*> operands_of_call_;
-  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int, int, bool, bool, bool, bool>, std::unique_ptr<Operands>>
-      operands_;
+  std::map<mg::MatmulCall, std::unique_ptr<Operands>> operands_;
 };
 
 }  // namespace mg_bench

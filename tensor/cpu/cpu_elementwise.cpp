@@ -330,13 +330,18 @@ void binary_typed(const Tensor& a, const Tensor& b, const Tensor& out) {
   } else {
     constexpr int64_t e = sizeof(T);
     const auto plan = make_plan<3>(out.shape(), {&out.strides(), &a.strides(), &b.strides()}, {e, e, e});
-    // An operand read across its rows (the gradient of a transposed product added to another) is
-    // first copied into place by the blocked transposing copy, then the runs are dense: the
-    // strided loop at the end moved about one element per cycle (W-sin: 3-5% of its step).
+    // An operand read across its rows (the gradient of a transposed product added to another:
+    // strided along the run, unit stride along the next dim) is first copied into place by the
+    // blocked transposing copy, then the runs are dense: the strided loop at the end moved about
+    // one element per cycle (W-sin: 3-5% of its step). Other strided operands stay on that loop,
+    // which a plain copy first would not beat.
     if constexpr (std::is_floating_point_v<T>) {
-      if (!plan.sizes.empty() && plan.numel >= 64 && plan.strides.back()[0] == e) {
-        const auto across = [](int64_t stride) { return stride != e && stride != 0; };
-        const bool a_across = across(plan.strides.back()[1]), b_across = across(plan.strides.back()[2]);
+      const std::size_t nd = plan.sizes.size();
+      if (nd >= 2 && plan.numel >= 64 && plan.strides[nd - 1][0] == e) {
+        const auto across = [&](std::size_t k) {
+          return plan.strides[nd - 1][k] != e && plan.strides[nd - 1][k] != 0 && plan.strides[nd - 2][k] == e;
+        };
+        const bool a_across = across(1), b_across = across(2);
         if (a_across || b_across) {
           const auto in_place = [](const Tensor& t) {
             Tensor dense = Tensor::empty(t.shape(), t.dtype(), kCPU);

@@ -51,12 +51,12 @@ constexpr int64_t kPackedWholeABytes = 1 << 20;
 // GFLOP/s; [2000, 16] @ [16, 16]: 97 -> 134). With more column tiles, or an A from memory
 // ([5000, 64]: 158 -> 150), packing pays off.
 constexpr int64_t kDirectABytes = 32 << 10;
+constexpr int64_t kDirectANarrowBytes = 256 << 10;
+constexpr int64_t kDirectANarrowColumnTiles = 2;
 
 // A narrow product runs as its transpose (gemm below) only when each output sums at least this
 // many terms: the saving grows with them, the copy back into place does not.
 constexpr int64_t kTransposedMinTerms = 256;
-constexpr int64_t kDirectANarrowBytes = 256 << 10;
-constexpr int64_t kDirectANarrowColumnTiles = 2;
 
 const GemmKernels* kernels_named(std::string_view name) {
   if (name == "avx512") return gemm_kernels_avx512();
@@ -172,7 +172,7 @@ void gemm(const GemmKernel<T>& kr, const Operand& A, const Operand& B, T* out, i
   // A narrow product (n well under a tile's width, m over it) as its transpose, out^T = B^T A^T,
   // into scratch, when that uses more of each register tile: a first convolution's weight
   // gradient, [64, 784] @ [784, 9] summed over 74 images, used 9 of each 14 x 32 tile's 32
-  // columns, and uses 9 of its 14 rows transposed (61 -> 31 ms a W-omni step). The same products
+  // columns, and uses 9 of its 14 rows transposed (61 -> 35 ms a W-omni step). The same products
   // summed in the same order, so the same bits. Only where each output sums enough terms to pay
   // for the strided copy back (W-sin's [25, 40, 40] @ [25, 40, 10] lost more to it than it gained).
   const int64_t terms = k * (sum_batch ? batch : 1);
