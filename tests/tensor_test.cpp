@@ -19,6 +19,7 @@
 #include "../tensor/build_info.h"
 #include "../tensor/cpu/blocked_sum.h"
 #include "../tensor/cpu/cpu_allocator.h"
+#include "../tensor/cpu/streaming_store.h"
 #include "../tensor/cpu/vec_math.h"
 #include "../tensor/creation.h"
 #include "../tensor/kernels.h"
@@ -346,6 +347,78 @@ TEST_CASE("random numbers: distributions and errors") {
 }
 
 // ================================================================ copies and conversions
+
+TEST_CASE("stream_copy copies any span at any alignment, and nothing past it") {
+  std::vector<unsigned char> src(512), dst(600);
+  for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<unsigned char>(i * 7 + 1);
+  for (int64_t offset : {0, 1, 4, 15, 16, 33, 63, 64}) {
+    for (int64_t bytes : {0, 1, 15, 16, 17, 63, 64, 65, 130, 255, 448}) {
+      CAPTURE(offset);
+      CAPTURE(bytes);
+      std::fill(dst.begin(), dst.end(), static_cast<unsigned char>(0xEE));
+      cpu::stream_copy(dst.data() + offset, src.data() + 3, bytes);
+      cpu::streaming_store_fence();
+      int64_t wrong = 0;
+      for (int64_t i = 0; i < static_cast<int64_t>(dst.size()); ++i) {
+        const bool inside = i >= offset && i < offset + bytes;
+        wrong += dst[static_cast<std::size_t>(i)] != (inside ? src[static_cast<std::size_t>(i - offset + 3)] : 0xEE);
+      }
+      CHECK(wrong == 0);
+    }
+  }
+}
+
+TEST_CASE("outputs of kStreamingStoreBytes or more (streaming stores) hold what smaller outputs would") {
+  // Each op on one tensor just over the threshold, against the same op on pieces of it below the
+  // threshold (ordinary stores): the same bits. Pieces start at multiples of 1024 elements, so
+  // the vector lanes line up with the whole's.
+  const int64_t n = cpu::kStreamingStoreBytes / 4 + 1237;
+  const int64_t piece = int64_t{3} << 20;
+  Generator gen(5);
+  const Tensor x = randn({n}, kFloat32, kCPU, &gen), y = randn({n}, kFloat32, kCPU, &gen);
+  const auto by_pieces = [&](const std::function<Tensor(const Tensor&, const Tensor&)>& op) {
+    std::vector<float> values;
+    for (int64_t start = 0; start < n; start += piece) {
+      const int64_t len = std::min(piece, n - start);
+      const Tensor part = op(x.narrow(0, start, len), y.narrow(0, start, len));
+      const float* p = part.data_ptr<float>();
+      values.insert(values.end(), p, p + len);
+    }
+    return values;
+  };
+  const auto values = [](const Tensor& t) {
+    const float* p = t.data_ptr<float>();
+    return std::vector<float>(p, p + t.numel());
+  };
+  const auto same_bits = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  const auto exp = [](const Tensor& a, const Tensor&) { return k::unary(UnaryOp::Exp, a); };
+  const auto gelu = [](const Tensor& a, const Tensor&) { return k::unary(UnaryOp::GeluTanh, a); };
+  const auto add = [](const Tensor& a, const Tensor& b) { return k::binary(BinaryOp::Add, a, b); };
+  const auto where = [](const Tensor& a, const Tensor& b) { return k::where(k::binary(BinaryOp::Gt, a, b), a, b); };
+  CHECK(same_bits(values(exp(x, y)), by_pieces(exp)));
+  CHECK(same_bits(values(gelu(x, y)), by_pieces(gelu)));
+  CHECK(same_bits(values(add(x, y)), by_pieces(add)));
+  CHECK(same_bits(values(where(x, y)), by_pieces(where)));
+  CHECK(same_bits(values(k::contiguous(x.narrow(0, 1, n - 1))),
+                  std::vector<float>(x.data_ptr<float>() + 1, x.data_ptr<float>() + n)));
+  CHECK(same_bits(values(x.clone()), values(x)));
+  // In place: the output is also the first input.
+  Tensor z = x.clone();
+  z.add_(y);
+  CHECK(same_bits(values(z), by_pieces(add)));
+  // A fill, and an output whose runs are too short to stream (a [n/4, 4] + [n/4, 1] broadcast).
+  const Tensor filled = full({n}, 2.5, kFloat32, kCPU);
+  CHECK(std::all_of(filled.data_ptr<float>(), filled.data_ptr<float>() + n, [](float v) { return v == 2.5f; }));
+  const Tensor rows = x.narrow(0, 0, n / 4 * 4).reshape({n / 4, 4});
+  const Tensor column = y.narrow(0, 0, n / 4).reshape({n / 4, 1});
+  const std::vector<float> sum = values(k::binary(BinaryOp::Add, rows, column));
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < n / 4 * 4; ++i)
+    wrong += sum[static_cast<std::size_t>(i)] != x.data_ptr<float>()[i] + y.data_ptr<float>()[i / 4];
+  CHECK(wrong == 0);
+}
 
 TEST_CASE("copies and binary ops of transposed views go by blocks, and match an element walk") {
   // A copy whose two inner dims are swapped runs matrix by matrix through a blocked transpose (8 x 8

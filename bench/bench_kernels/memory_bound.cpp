@@ -14,6 +14,13 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include <metagrad/metagrad.h>
 
 namespace {
@@ -51,6 +58,57 @@ void BM_memcpy_stream(benchmark::State& state) {
   state.counters["GB/s"] = bytes_per_second(2.0 * 4.0 * kStreamN);  // read src, write dst
 }
 BENCHMARK(BM_memcpy_stream)->Name("copy_f32_16M/memcpy")->UseRealTime();
+
+// The copy with non-temporal stores, which write whole lines without first reading them:
+// memcpy here writes through the cache (the C library picks non-temporal stores only for copies
+// larger than a share of the L3 it is told of), so each line it writes is also read. Of the two,
+// the faster is the machine's stream rate for one pass; every ratio in RESULTS.md is against it.
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) void stream_copy_avx512(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+  _mm_sfence();
+}
+void stream_copy_sse(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+  _mm_sfence();
+}
+
+void BM_stream_copy(benchmark::State& state) {
+  // 64-byte aligned rows of whole vectors: the allocator's alignment, as mg's tensors have.
+  const mg::Tensor src = randn32({kStreamN}, 1), dst = mg::zeros({kStreamN});
+  const float* from = src.data_ptr<float>();
+  float* to = dst.data_ptr<float>();
+  const bool wide = __builtin_cpu_supports("avx512f");
+  // On as many threads as mg's kernels use (OMP_NUM_THREADS), each copying one contiguous part.
+  for (auto _ : state) {
+#pragma omp parallel
+    {
+      int64_t begin = 0, end = kStreamN;
+#ifdef _OPENMP
+      const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+      begin = kStreamN * part / parts / 16 * 16;
+      end = part + 1 == parts ? kStreamN : kStreamN * (part + 1) / parts / 16 * 16;
+#endif
+      if (wide) {
+        stream_copy_avx512(from + begin, to + begin, end - begin);
+      } else {
+        stream_copy_sse(from + begin, to + begin, end - begin);
+      }
+    }
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] = bytes_per_second(2.0 * 4.0 * kStreamN);
+}
+BENCHMARK(BM_stream_copy)->Name("copy_f32_16M/streaming_stores")->UseRealTime();
+#endif
+
+void BM_mg_copy(benchmark::State& state) {
+  mg::NoGradGuard no_grad;
+  const Tensor a = randn32({kStreamN}, 1);
+  timed(state, [&] { return a.clone(); });
+  state.counters["GB/s"] = bytes_per_second(2.0 * 4.0 * kStreamN);
+}
+BENCHMARK(BM_mg_copy)->Name("copy_f32_16M/mg")->UseRealTime();
 
 // ---- elementwise --------------------------------------------------------------------------
 

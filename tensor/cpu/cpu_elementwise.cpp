@@ -12,6 +12,7 @@
 #include "matrix_transpose.h"
 #include "parallel.h"
 #include "simd.h"
+#include "streaming_store.h"
 #include "strided_loop.h"
 #include "vec_math.h"
 
@@ -63,8 +64,15 @@ void copy_typed(const Tensor& src, const Tensor& dst) {
       const char* from = bytes(src);
       char* to = bytes(dst);
       const int64_t n = dst.numel();
+      const bool streaming = n * static_cast<int64_t>(sizeof(D)) >= kStreamingStoreBytes;
       parallel_for(n, 1, [&](int64_t begin, int64_t end) {
-        std::memcpy(to + begin * sizeof(D), from + begin * sizeof(D), static_cast<size_t>(end - begin) * sizeof(D));
+        const int64_t len = (end - begin) * static_cast<int64_t>(sizeof(D));
+        if (streaming) {
+          stream_copy(to + begin * sizeof(D), from + begin * sizeof(D), len);
+          streaming_store_fence();
+        } else {
+          std::memcpy(to + begin * sizeof(D), from + begin * sizeof(D), static_cast<size_t>(len));
+        }
       });
       return;
     }
@@ -73,7 +81,7 @@ void copy_typed(const Tensor& src, const Tensor& dst) {
   if constexpr (std::is_same_v<S, D>) {
     if (copy_transposed<D>(plan, bytes(dst), bytes(src))) return;
   }
-  run(plan, {bytes(dst), bytes(src)}, [](std::array<char*, 2> p, const std::array<int64_t, 2>& s, int64_t n) {
+  run_to_output(plan, {bytes(dst), bytes(src)}, [](std::array<char*, 2> p, const std::array<int64_t, 2>& s, int64_t n) {
     if (s[0] == sizeof(D) && s[1] == sizeof(S)) {
       D* out = at<D>(p[0], 0);
       const S* in = at<S>(p[1], 0);
@@ -96,7 +104,7 @@ void fill(const Tensor& dst, double value) {
   dispatch_dtype(dst.dtype(), [&]<typename T>() {
     const T v = convert<T>(value);
     const auto plan = make_plan<1>(dst.shape(), {&dst.strides()}, {sizeof(T)});
-    run(plan, {bytes(dst)}, [v](std::array<char*, 1> p, const std::array<int64_t, 1>& s, int64_t n) {
+    run_to_output(plan, {bytes(dst)}, [v](std::array<char*, 1> p, const std::array<int64_t, 1>& s, int64_t n) {
       if (s[0] == sizeof(T)) {
         T* out = at<T>(p[0], 0);
         for (int64_t i = 0; i < n; ++i) out[i] = v;
@@ -193,7 +201,7 @@ void unary_typed(const Tensor& x, const Tensor& out) {
     MG_FAIL(unary_op_name(Op), ": dtype int64 is not supported");
   } else {
     const auto plan = make_plan<2>(out.shape(), {&out.strides(), &x.strides()}, {sizeof(T), sizeof(T)});
-    run(plan, {bytes(out), bytes(x)}, [](std::array<char*, 2> p, const std::array<int64_t, 2>& s, int64_t n) {
+    run_to_output(plan, {bytes(out), bytes(x)}, [](std::array<char*, 2> p, const std::array<int64_t, 2>& s, int64_t n) {
       if (s[0] == sizeof(T) && s[1] == sizeof(T)) {
         T* o = at<T>(p[0], 0);
         const T* a = at<T>(p[1], 0);
@@ -352,29 +360,29 @@ void binary_typed(const Tensor& a, const Tensor& b, const Tensor& out) {
         }
       }
     }
-    run(plan, {bytes(out), bytes(a), bytes(b)},
-        [](std::array<char*, 3> p, const std::array<int64_t, 3>& s, int64_t n) {
-          T* o = at<T>(p[0], 0);
-          const T* x = at<T>(p[1], 0);
-          const T* y = at<T>(p[2], 0);
-          if (s[0] == e && s[1] == e && s[2] == e) {
-            if (dense_isa_loop<Op, T>(o, x, y, n)) return;
-            for (int64_t i = 0; i < n; ++i) o[i] = binary_fn<Op>(x[i], y[i]);
-          } else if (s[0] == e && s[1] == e && s[2] == 0) {
-            const T yv = *y;
-            if (dense_isa_loop_scalar<Op, T>(o, x, yv, n)) return;
-            for (int64_t i = 0; i < n; ++i) o[i] = binary_fn<Op>(x[i], yv);
-          } else if (s[0] == e && s[1] == 0 && s[2] == e) {
-            const T xv = *x;
-            for (int64_t i = 0; i < n; ++i) o[i] = binary_fn<Op>(xv, y[i]);
-          } else if (s[0] == e && s[1] == 0 && s[2] == 0) {
-            // Both broadcast along the run (mean's backward: the reduced gradient over the count).
-            std::fill(o, o + n, binary_fn<Op>(*x, *y));
-          } else {
-            for (int64_t i = 0; i < n; ++i)
-              *at<T>(p[0], i * s[0]) = binary_fn<Op>(*at<T>(p[1], i * s[1]), *at<T>(p[2], i * s[2]));
-          }
-        });
+    run_to_output(plan, {bytes(out), bytes(a), bytes(b)},
+                  [](std::array<char*, 3> p, const std::array<int64_t, 3>& s, int64_t n) {
+                    T* o = at<T>(p[0], 0);
+                    const T* x = at<T>(p[1], 0);
+                    const T* y = at<T>(p[2], 0);
+                    if (s[0] == e && s[1] == e && s[2] == e) {
+                      if (dense_isa_loop<Op, T>(o, x, y, n)) return;
+                      for (int64_t i = 0; i < n; ++i) o[i] = binary_fn<Op>(x[i], y[i]);
+                    } else if (s[0] == e && s[1] == e && s[2] == 0) {
+                      const T yv = *y;
+                      if (dense_isa_loop_scalar<Op, T>(o, x, yv, n)) return;
+                      for (int64_t i = 0; i < n; ++i) o[i] = binary_fn<Op>(x[i], yv);
+                    } else if (s[0] == e && s[1] == 0 && s[2] == e) {
+                      const T xv = *x;
+                      for (int64_t i = 0; i < n; ++i) o[i] = binary_fn<Op>(xv, y[i]);
+                    } else if (s[0] == e && s[1] == 0 && s[2] == 0) {
+                      // Both broadcast along the run (mean's backward: the reduced gradient over the count).
+                      std::fill(o, o + n, binary_fn<Op>(*x, *y));
+                    } else {
+                      for (int64_t i = 0; i < n; ++i)
+                        *at<T>(p[0], i * s[0]) = binary_fn<Op>(*at<T>(p[1], i * s[1]), *at<T>(p[2], i * s[2]));
+                    }
+                  });
   }
 }
 
@@ -403,12 +411,12 @@ void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& o
       constexpr int64_t e = sizeof(T);
       const auto plan = make_plan<4>(out.shape(), {&out.strides(), &cond.strides(), &a.strides(), &b.strides()},
                                      {e, int64_t{sizeof(C)}, e, e});
-      run(plan, {bytes(out), bytes(cond), bytes(a), bytes(b)},
-          [](std::array<char*, 4> p, const std::array<int64_t, 4>& s, int64_t n) {
-            for (int64_t i = 0; i < n; ++i)
-              *at<T>(p[0], i * s[0]) =
-                  *at<C>(p[1], i * s[1]) != C(0) ? *at<T>(p[2], i * s[2]) : *at<T>(p[3], i * s[3]);
-          });
+      run_to_output(plan, {bytes(out), bytes(cond), bytes(a), bytes(b)},
+                    [](std::array<char*, 4> p, const std::array<int64_t, 4>& s, int64_t n) {
+                      for (int64_t i = 0; i < n; ++i)
+                        *at<T>(p[0], i * s[0]) =
+                            *at<C>(p[1], i * s[1]) != C(0) ? *at<T>(p[2], i * s[2]) : *at<T>(p[3], i * s[3]);
+                    });
     });
   });
 }

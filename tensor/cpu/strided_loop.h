@@ -8,6 +8,7 @@
 //   run(plan, {out_bytes, x_bytes}, [](std::array<char*, 2> p, const std::array<int64_t, 2>& s, int64_t n) {
 //     for (int64_t i = 0; i < n; ++i) ... p[0] + i * s[0] ...
 //   });
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -16,6 +17,7 @@
 #include "../shape.h"
 #include "../small_vector.h"
 #include "parallel.h"
+#include "streaming_store.h"
 
 namespace mg::cpu {
 
@@ -25,6 +27,7 @@ struct StridedPlan {
   SmallVector<int64_t, 6> sizes;                   // merged dims, outermost first; empty for one element
   SmallVector<std::array<int64_t, N>, 6> strides;  // byte strides, per dim, per operand
   int64_t numel = 1;
+  std::array<int64_t, N> elem_sizes{};  // per operand, in bytes
 };
 
 // strides[k] are operand k's strides in elements (one per dim of shape); elem_sizes[k] in bytes.
@@ -33,6 +36,7 @@ StridedPlan<N> make_plan(const Shape& shape, const std::array<const Strides*, N>
                          const std::array<int64_t, N>& elem_sizes) {
   StridedPlan<N> plan;
   plan.numel = numel_of(shape);
+  plan.elem_sizes = elem_sizes;
   if (plan.numel == 0) return plan;
   for (size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] == 1) continue;
@@ -103,6 +107,37 @@ void run_range(const StridedPlan<N>& plan, std::array<char*, N> base, int64_t be
 template <std::size_t N, typename Fn>
 void run(const StridedPlan<N>& plan, const std::array<char*, N>& base, Fn&& fn) {
   parallel_for(plan.numel, 1, [&](int64_t begin, int64_t end) { run_range(plan, base, begin, end, fn); });
+}
+
+// run() for an op whose operand 0 is its output, only written (never read through p[0]). An
+// output of kStreamingStoreBytes or more whose runs are contiguous is written block by block:
+// fn writes a block to an L1-resident buffer, and stream_copy moves it out with streaming
+// stores (streaming_store.h); other operands are read in place, so an output that is also an
+// input is read before its block is overwritten.
+template <std::size_t N, typename Fn>
+void run_to_output(const StridedPlan<N>& plan, const std::array<char*, N>& base, Fn&& fn) {
+  const int64_t e = plan.elem_sizes[0];
+  // Runs shorter than a few lines would pay the extra copy without a whole line to stream.
+  if (plan.numel * e < kStreamingStoreBytes || plan.sizes.empty() || plan.strides.back()[0] != e ||
+      plan.sizes.back() * e < kStreamingBlockBytes) {
+    run(plan, base, fn);
+    return;
+  }
+  const int64_t block_len = kStreamingBlockBytes / e;
+  parallel_for(plan.numel, 1, [&](int64_t begin, int64_t end) {
+    alignas(64) char block[kStreamingBlockBytes];
+    run_range(plan, base, begin, end, [&](std::array<char*, N> p, const std::array<int64_t, N>& s, int64_t n) {
+      for (int64_t i = 0; i < n; i += block_len) {
+        const int64_t len = std::min(block_len, n - i);
+        std::array<char*, N> in_block = p;
+        in_block[0] = block;
+        for (std::size_t k = 1; k < N; ++k) in_block[k] += i * s[k];
+        fn(in_block, s, len);
+        stream_copy(p[0] + i * e, block, len * e);
+      }
+    });
+    streaming_store_fence();
+  });
 }
 
 // True when every operand's inner stride is its element size (the run is contiguous).
