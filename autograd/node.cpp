@@ -60,9 +60,17 @@ Tensor SavedTensor::unpack(const std::shared_ptr<Node>& owner, std::string_view 
 // everything parked, one node at a time.
 class ReleaseScope {
  public:
+// g++ 13 warns that the thread-local pointer outlives the scope object; the destructor clears it.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#endif
   ReleaseScope() : outermost_(pending_release == nullptr) {
     if (outermost_) pending_release = &parked_;
   }
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic pop
+#endif
   ~ReleaseScope() {
     if (!outermost_) return;
     while (!parked_.empty()) {

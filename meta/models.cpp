@@ -14,6 +14,7 @@
 #include "../nn/max_pool2d.h"
 #include "../nn/sequential.h"
 #include "../nn/transformer.h"
+#include "../tensor/device_graph.h"
 #include "../tensor/error.h"
 #include "../tensor/shape.h"
 
@@ -136,7 +137,10 @@ Tensor TransformerClassifier::forward(const nn::Params& params, const Tensor& to
   const DType dtype = pos.dtype();
   const Tensor keep = (1.0 - to_dtype(is_pad, dtype)).unsqueeze(-1);  // [..., L, 1]
   const Tensor counts = sum(keep, {lead});                            // [..., 1]
-  MG_CHECK(amin(counts).item() > 0, "TransformerClassifier: a sequence consists of padding only");
+  // Not while a graph is captured, when nothing can be read on the host: such a sequence then
+  // pools to NaN.
+  MG_CHECK(capturing_graph(tokens.device()) || amin(counts).item() > 0,
+           "TransformerClassifier: a sequence consists of padding only");
   Tensor positions = narrow(pos, lead - 1, 0, len);
   if (per_task) positions = positions.unsqueeze(1);  // each task's table, for all of its sequences
   Tensor h = child("embed")->forward(params.sub("embed"), tokens) + positions;

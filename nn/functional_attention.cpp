@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "../autograd/ops.h"
+#include "../tensor/device_graph.h"
 #include "functional.h"
 
 namespace mg::nn::functional {
@@ -32,7 +33,9 @@ void add_mask(MaskParts& parts, const Tensor& mask, DType dtype) {
   }
   Tensor m = mask.dtype() == dtype ? mask : to_dtype(mask, dtype);
   Tensor minus_inf = eq(m.detach(), full({}, -std::numeric_limits<double>::infinity(), dtype, m.device()));
-  if (m.numel() > 0 && amax(minus_inf).item<double>() > 0) {
+  // The host read only skips work; while a graph is captured (no host reads) the work is done,
+  // with the same values.
+  if (m.numel() > 0 && (capturing_graph(m.device()) || amax(minus_inf).item<double>() > 0)) {
     block(parts, minus_inf);
     m = where(minus_inf, zeros({}, dtype, m.device()), m);
   }
@@ -54,7 +57,7 @@ Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const MaskParts
   if (parts.blocked.defined()) {
     scores = where(parts.blocked, full({}, kMaskedScore, scores.dtype(), scores.device()), scores);
     Tensor dead = amin(parts.blocked, {-1}, true);
-    if (dead.numel() > 0 && amax(dead).item<double>() > 0) alive = 1.0 - dead;
+    if (dead.numel() > 0 && (capturing_graph(dead.device()) || amax(dead).item<double>() > 0)) alive = 1.0 - dead;
   }
   Tensor weights = softmax(scores, -1);
   if (alive.defined()) weights = weights * alive;

@@ -2,6 +2,7 @@
 #include <string>
 
 #include "../autograd/ops.h"
+#include "../tensor/device_graph.h"
 #include "../tensor/kernels.h"
 #include "functional.h"
 
@@ -43,15 +44,25 @@ Tensor embedding_per_task(const Tensor& indices, const Tensor& weight) {
   check_task_dim("embedding", indices, 1, weight);
   MG_CHECK(indices.dtype() == kInt64, "embedding: indices must be int64, got ", describe(indices));
   const int64_t tasks = weight.size(0), num = weight.size(1);
-  // Checked here: once offset, an index past its own table would silently read the next task's.
-  const std::optional<int64_t> bad = kernels::first_index_outside(indices, num);
-  MG_CHECK(!bad, "embedding: index ", *bad, " is out of range for ", num, " embeddings (per-task weight ",
-           describe(weight), ")");
   Shape offset_shape(indices.dim(), 1);
   offset_shape[0] = tasks;
   const Tensor offsets = reshape(
       arange(0.0, static_cast<double>(tasks * num), static_cast<double>(num), kInt64, indices.device()), offset_shape);
-  return mg::embedding(reshape(weight, {tasks * num, weight.size(2)}), indices + offsets);
+  const Tensor table = reshape(weight, {tasks * num, weight.size(2)});
+  // Checked here: once offset, an index past its own table would silently read the next task's.
+  // While a graph is captured nothing can be read on the host: such an index is sent past the
+  // end of all the tables instead, where the device kernel selects NaN (tensor/kernels.cpp).
+  if (capturing_graph(indices.device())) {
+    const Device device = indices.device();
+    const Tensor inside = mul(ge(indices, full({}, 0.0, kInt64, device)),
+                              lt(indices, full({}, static_cast<double>(num), kInt64, device)));
+    return mg::embedding(table,
+                         where(inside, indices + offsets, full({}, static_cast<double>(tasks * num), kInt64, device)));
+  }
+  const std::optional<int64_t> bad = kernels::first_index_outside(indices, num);
+  MG_CHECK(!bad, "embedding: index ", *bad, " is out of range for ", num, " embeddings (per-task weight ",
+           describe(weight), ")");
+  return mg::embedding(table, indices + offsets);
 }
 
 }  // namespace

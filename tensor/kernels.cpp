@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "device_graph.h"
 #include "geometry.h"
 
 namespace mg::kernels {
@@ -28,9 +29,11 @@ void check_index_tensor(std::string_view op, const Tensor& index, const Tensor& 
   MG_CHECK(index.device() == x.device(), op, ": index is on ", index.device(), " but input is on ", x.device());
 }
 
-// Throws unless every value of index lies in [0, size).
+// Throws unless every value of index lies in [0, size). Not while a graph is captured on the
+// index's device, when nothing can be read on the host: the CUDA kernels then select NaN (0 for
+// int64) for an index out of range and accumulate nothing for it.
 void check_index_range(std::string_view op, const Tensor& index, int64_t size, int64_t dim) {
-  if (index.numel() == 0) return;
+  if (index.numel() == 0 || capturing_graph(index.device())) return;
   const Tensor host = contiguous(to_device(index, kCPU));
   const int64_t* v = host.data_ptr<int64_t>();
   for (int64_t i = 0, n = host.numel(); i < n; ++i)

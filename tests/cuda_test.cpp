@@ -7,6 +7,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -22,8 +23,10 @@
 #include "../autograd/ops.h"
 #include "../cuda/cuda_allocator.h"
 #include "../cuda/cuda_blas.h"
+#include "../meta/models.h"
 #include "../meta/sinusoid.h"
 #include "../meta/trainer.h"
+#include "../nn/functional.h"
 #include "../nn/losses.h"
 #include "../nn/mlp.h"
 #include "../tensor/backend.h"
@@ -772,6 +775,97 @@ TEST_SUITE("cuda.graphs") {
     CHECK(std::isnan(loss.item()));
   }
 
+  TEST_CASE("index_select, gather and their accumulations record without reading indices on the host") {
+    // An embedding lookup and its backward (index_add), and gather / scatter_add, captured; new
+    // indices copied in before a replay. Out of range: eagerly an error, replayed a NaN for the
+    // selections and nothing accumulated.
+    Generator gen(6);
+    const Tensor table = k::to_device(randn({7, 3}, kFloat32, kCPU, &gen), kGPU).requires_grad_();
+    Tensor rows = k::to_device(randint(0, 7, {5}, kCPU, &gen), kGPU);
+    Tensor picks = k::to_device(randint(0, 3, {7, 2}, kCPU, &gen), kGPU);
+    Tensor selected, gathered, table_grad;
+    auto step = [&] {
+      const Tensor s = k::index_select(table, 0, rows);
+      const Tensor g = k::gather(table, 1, picks);
+      const Tensor l = sum(index_select(table, 0, rows) * 2.0) + sum(gather(table, 1, picks));
+      return std::make_tuple(s.detach(), g.detach(), grad({l}, {table})[0]);
+    };
+    (void)step();
+    const std::unique_ptr<DeviceGraph> graph =
+        capture_graph(kGPU, [&] { std::tie(selected, gathered, table_grad) = step(); });
+    rows.copy_(k::to_device(randint(0, 7, {5}, kCPU, &gen), kGPU));
+    picks.copy_(k::to_device(randint(0, 3, {7, 2}, kCPU, &gen), kGPU));
+    graph->replay();
+    const auto [s, g, dt] = step();
+    check_equal(selected, s.to(kCPU), "index_select");
+    check_equal(gathered, g.to(kCPU), "gather");
+    check_equal(table_grad, dt.to(kCPU), "gradient");
+    rows.copy_(tensor(std::vector<int64_t>{0, 9, 1, -1, 2}, {5}, kGPU));
+    CHECK_MG_ERROR(step(), "out of range");
+    graph->replay();
+    const std::vector<double> values = selected.to(kCPU).values_as_double();
+    for (int c = 0; c < 3; ++c) {
+      CHECK(std::isnan(values[3 + c]));
+      CHECK(std::isnan(values[9 + c]));
+      CHECK(values[c] == table.to(kCPU).values_as_double()[c]);
+    }
+    // Table row 0 gets 2 from its one in-range lookup plus its gather count; nothing lands
+    // outside the table (9 and -1 accumulate nothing).
+    const std::vector<double> grads = table_grad.to(kCPU).values_as_double();
+    CHECK(std::all_of(grads.begin(), grads.end(), [](double v) { return std::isfinite(v); }));
+
+    // Per-task tables [T, num, dim] (a task-batched embedding): an index past its own table must
+    // not read the next task's, so replayed it selects NaN as well.
+    const Tensor tables = k::to_device(randn({2, 4, 3}, kFloat32, kCPU, &gen), kGPU).requires_grad_();
+    Tensor tokens = k::to_device(randint(0, 4, {2, 3}, kCPU, &gen), kGPU);
+    Tensor looked_up;
+    const std::unique_ptr<DeviceGraph> per_task =
+        capture_graph(kGPU, [&] { looked_up = nn::functional::embedding(tokens, tables).detach(); });
+    tokens.copy_(tensor(std::vector<int64_t>{0, 3, 4, 1, 2, 3}, {2, 3}, kGPU));
+    per_task->replay();
+    const std::vector<double> got = looked_up.to(kCPU).values_as_double(), t = tables.to(kCPU).values_as_double();
+    for (int c = 0; c < 3; ++c) {
+      CHECK(got[3 + c] == t[3 * 3 + c]);   // task 0, row 3
+      CHECK(std::isnan(got[6 + c]));       // task 0, row 4: past its table
+      CHECK(got[9 + c] == t[12 + 3 + c]);  // task 1, row 1
+    }
+    CHECK_MG_ERROR(nn::functional::embedding(tokens, tables), "out of range");
+  }
+
+  TEST_CASE("a transformer classifier with padded sequences records and replays its forward and gradient") {
+    // The attention masks, the padding-aware mean and the embedding each had a host read; while a
+    // graph is captured they take the path without it. Replayed on new tokens: the eager values.
+    Generator gen(8);
+    meta::TransformerClassifier model(
+        {.vocab = 11, .max_len = 6, .d_model = 8, .heads = 2, .layers = 1, .dim_feedforward = 16, .classes = 3}, &gen);
+    model.to(kGPU);
+    auto draw_tokens = [&] {
+      Tensor t = randint(1, 11, {4, 6}, kCPU, &gen);
+      for (int64_t b = 0; b < 4; ++b)  // padding (id 0) at the end of each sequence but the first
+        for (int64_t j = 6 - b; j < 6; ++j) t.data_ptr<int64_t>()[b * 6 + j] = 0;
+      return t;
+    };
+    Tensor tokens = k::to_device(draw_tokens(), kGPU);
+    const Tensor labels = k::to_device(randint(0, 3, {4}, kCPU, &gen), kGPU);
+    std::vector<Tensor> params;
+    for (const auto& [name, p] : model.named_parameters()) params.push_back(p);
+    auto step = [&] {
+      const Tensor loss = nn::cross_entropy(model.forward(tokens), labels);
+      TensorList out = grad({loss}, params);
+      out.insert(out.begin(), loss.detach());
+      return out;
+    };
+    (void)step();
+    TensorList captured;
+    const std::unique_ptr<DeviceGraph> graph = capture_graph(kGPU, [&] { captured = step(); });
+    tokens.copy_(k::to_device(draw_tokens(), kGPU));
+    graph->replay();
+    const TensorList eager = step();
+    REQUIRE(captured.size() == eager.size());
+    for (std::size_t i = 0; i < eager.size(); ++i)
+      check_close(captured[i], eager[i].to(kCPU), 1e-5, 1e-5, "output " + std::to_string(i));
+  }
+
   TEST_CASE("eager work after a capture never takes the graph's blocks") {
     const Tensor x = randn({256}, kFloat32, kGPU);
     Tensor out;
@@ -794,7 +888,7 @@ TEST_SUITE("cuda.graphs") {
       auto model = nn::make_mlp({.sizes = {1, 16, 16, 1}, .activation = nn::functional::Activation::ReLU}, &gen);
       model->to(kFloat64);
       if (device.is_cuda()) model->to(device);
-      meta::SinusoidSampler tasks({.shots = 5, .queries = 5}, 7);
+      meta::SinusoidSampler tasks({.shots = 5, .queries = 5, .dtype = kFloat64}, 7);
       meta::TrainerConfig c;
       c.algorithm = meta::Algorithm::Maml;
       c.inner_steps = 2;

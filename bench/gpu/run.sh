@@ -10,6 +10,7 @@
 # and prints one table last. Everything it writes goes under $OUT (default build/gpu-bench/out).
 #
 #   OUT=/some/dir bench/gpu/run.sh
+#   MG_GPU_DEADLINE_S=450 bench/gpu/run.sh    # every step's limit cut to end by then (seconds)
 #
 # Budget: about 3 min to build on 16 cores, under 5 min of measurement. Each step has its own
 # time limit, and a failed step is reported in the table without stopping the others.
@@ -26,6 +27,18 @@ JOBS="${JOBS:-$(nproc)}"
 mkdir -p "$OUT" "$BUILD"
 START=$SECONDS
 declare -a SUMMARY=()
+
+DEADLINE="${MG_GPU_DEADLINE_S:-0}"
+# A step's time limit: its own, or what is left before the deadline (less 20 s for the table).
+limit_for() {
+  local limit="$1"
+  if ((DEADLINE > 0)); then
+    local left=$((DEADLINE - (SECONDS - START) - 20))
+    ((left < limit)) && limit=$left
+    ((limit < 1)) && limit=1
+  fi
+  echo "$limit"
+}
 
 log() { printf '[gpu-bench %4ds] %s\n' "$((SECONDS - START))" "$*" | tee -a "$OUT/run.log"; }
 note() { SUMMARY+=("$*"); log "$*"; }
@@ -68,7 +81,7 @@ fi
 log "configure ($GENERATOR, Release, CUDA on, tests $TESTS)"
 if ! cmake -S "$ROOT" -B "$BUILD" -G "$GENERATOR" -DCMAKE_BUILD_TYPE=Release -DMG_CUDA=ON \
     -DMG_BUILD_TESTS="$TESTS" -DMG_BUILD_EXAMPLES=OFF -DMG_BUILD_APPS=OFF -DMG_BUILD_BENCH=OFF \
-    -DMG_BUILD_GPU_BENCH=ON -DFETCHCONTENT_FULLY_DISCONNECTED=ON "${DOCTEST_ARGS[@]}" \
+    -DMG_BUILD_GPU_BENCH=ON -DMG_WERROR=OFF -DFETCHCONTENT_FULLY_DISCONNECTED=ON "${DOCTEST_ARGS[@]}" \
     > "$OUT/configure.log" 2>&1; then
   tail -30 "$OUT/configure.log"
   note "configure: FAILED (see configure.log)"
@@ -76,35 +89,35 @@ if ! cmake -S "$ROOT" -B "$BUILD" -G "$GENERATOR" -DCMAKE_BUILD_TYPE=Release -DM
   exit 1
 fi
 TARGETS=(bench_gpu)
-[[ "$TESTS" == ON ]] && TARGETS+=(cuda_test tensor_test autograd_test gradcheck_test memory_test errors_test)
+[[ "$TESTS" == ON ]] && TARGETS+=(cuda_test gradcheck_test memory_test errors_test)
 log "build ${TARGETS[*]} with $JOBS jobs"
-if ! timeout 420 cmake --build "$BUILD" --parallel "$JOBS" --target "${TARGETS[@]}" > "$OUT/build.log" 2>&1; then
+if ! timeout "$(limit_for 420)" cmake --build "$BUILD" --parallel "$JOBS" --target "${TARGETS[@]}" > "$OUT/build.log" 2>&1; then
   grep -E "error|Error" "$OUT/build.log" | head -30
   note "build: FAILED (see build.log)"
   printf '%s\n' "${SUMMARY[@]}" | tee "$OUT/summary.txt"
   exit 1
 fi
-note "build: ok ($((SECONDS - START)) s)"
+note "build: ok ($((SECONDS - START)) s, $(grep -c 'warning:' "$OUT/build.log") compiler warnings; see build.log)"
 
 # ---- tests ---------------------------------------------------------------------------------------
 if [[ "$TESTS" == ON ]]; then
   log "tests"
   # The GPU suite in full; the CPU suites that also exercise the CUDA paths (gradcheck's
   # cpu -> cuda -> cpu entry, device errors, allocator statistics).
-  if timeout 240 ctest --test-dir "$BUILD" --output-on-failure -j 4 \
-      -R '^(cuda_test|tensor_test|autograd_test|gradcheck_test|memory_test|errors_test)$' > "$OUT/tests.log" 2>&1; then
+  if timeout "$(limit_for 240)" ctest --test-dir "$BUILD" --output-on-failure -j 4 \
+      -R '^(cuda_test|gradcheck_test|memory_test|errors_test)$' > "$OUT/tests.log" 2>&1; then
     note "tests: passed ($(grep -Eo '[0-9]+ tests? (passed|failed)|[0-9]+% tests passed.*' "$OUT/tests.log" | tail -1))"
   else
     note "tests: FAILED (see tests.log)"
   fi
   grep -E "cuda_test|Skipped|Passed|Failed" "$OUT/tests.log" | head -10
-  "$BUILD/tests/cuda_test" --success=false --duration=true > "$OUT/cuda_test_durations.log" 2>&1 || true
 fi
 
 # ---- measurements ----------------------------------------------------------------------------
 BENCH="$BUILD/bench/bench_gpu"
 run_part() {  # name, time limit in seconds, command...
-  local name="$1" limit="$2"
+  local name="$1" limit
+  limit="$(limit_for "$2")"
   shift 2
   log "$name"
   if timeout "$limit" "$@" >> "$OUT/results.log" 2> "$OUT/$name.err"; then
