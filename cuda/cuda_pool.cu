@@ -41,7 +41,12 @@ __global__ void max_unpool2d_kernel(const T* grad, const int64_t* indices, T* ou
   for (int64_t p = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; p < planes; p += int64_t{gridDim.x} * blockDim.x) {
     T* plane = out + p * area;
     for (int64_t i = 0; i < area; ++i) plane[i] = T(0);
-    for (int64_t i = 0; i < positions; ++i) plane[indices[p * positions + i]] += grad[p * positions + i];
+    // Positions outside the plane (possible only when a captured graph skipped the host check)
+    // place nothing.
+    for (int64_t i = 0; i < positions; ++i) {
+      const int64_t at = indices[p * positions + i];
+      if (at >= 0 && at < area) plane[at] += grad[p * positions + i];
+    }
   }
 }
 

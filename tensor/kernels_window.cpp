@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "device_graph.h"
+
 namespace mg::kernels {
 namespace {
 
@@ -101,7 +103,9 @@ Tensor max_unpool2d(const Tensor& x, const Tensor& indices, int64_t height, int6
   MG_CHECK(height >= 1 && width >= 1, op, ": output size must be positive, got ", height, "x", width);
   const int64_t area = height * width;
   const Tensor where = contiguous(indices);
-  if (check_range && where.numel() > 0) {
+  // Not while a graph is captured, when nothing can be read on the host: the CUDA kernel then
+  // places nothing for a position outside the plane.
+  if (check_range && where.numel() > 0 && !capturing_graph(where.device())) {
     const Tensor host = contiguous(to_device(where, kCPU));
     const int64_t* v = host.data_ptr<int64_t>();
     for (int64_t i = 0, n = host.numel(); i < n; ++i)

@@ -832,6 +832,25 @@ TEST_SUITE("cuda.graphs") {
     CHECK_MG_ERROR(nn::functional::embedding(tokens, tables), "out of range");
   }
 
+  TEST_CASE("max_unpool2d records without reading its positions on the host") {
+    // Replayed on new positions: the eager values; out of range: eagerly an error, replayed
+    // nothing placed for it.
+    const Tensor x = k::to_device(tensor(std::vector<double>{1, 2, 3, 4}, {1, 1, 2, 2}), kGPU);
+    Tensor at = k::to_device(tensor(std::vector<int64_t>{0, 3, 8, 15}, {1, 1, 2, 2}), kGPU);
+    Tensor placed;
+    const std::unique_ptr<DeviceGraph> graph = capture_graph(kGPU, [&] { placed = max_unpool2d(x, at, {4, 4}); });
+    at.copy_(tensor(std::vector<int64_t>{5, 6, 9, 10}, {1, 1, 2, 2}, kGPU));
+    graph->replay();
+    check_equal(placed, max_unpool2d(x, at, {4, 4}).to(kCPU), "new positions");
+    at.copy_(tensor(std::vector<int64_t>{0, 16, -1, 15}, {1, 1, 2, 2}, kGPU));
+    CHECK_MG_ERROR(max_unpool2d(x, at, {4, 4}), "outside");
+    graph->replay();
+    std::vector<double> want(16, 0.0);
+    want[0] = 1;
+    want[15] = 4;
+    CHECK(placed.to(kCPU).values_as_double() == want);
+  }
+
   TEST_CASE("a transformer classifier with padded sequences records and replays its forward and gradient") {
     // The attention masks, the padding-aware mean and the embedding each had a host read; while a
     // graph is captured they take the path without it. Replayed on new tokens: the eager values.
