@@ -1,6 +1,5 @@
 // Indexing ops come in adjoint pairs: index_select <-> index_add, gather <-> scatter_add.
 // Each one's backward is its partner, so derivatives of any order stay inside the pair.
-#include "../tensor/device_graph.h"
 #include "../tensor/kernels.h"
 #include "ops.h"
 #include "record.h"
@@ -76,13 +75,9 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   kernels::check_defined("embedding", indices, "indices");
   MG_CHECK(weight.dim() == 2, "embedding: weight must be 2-D [num_embeddings, dim], got ", describe(weight));
   MG_CHECK(indices.dtype() == kInt64, "embedding: indices must be int64, got ", describe(indices));
-  // Not while a graph is captured, when nothing can be read on the host: the device kernel then
-  // selects NaN for an index out of range.
-  if (!capturing_graph(indices.device())) {
-    const std::optional<int64_t> bad = kernels::first_index_outside(indices, weight.size(0));
-    MG_CHECK(!bad, "embedding: index ", *bad, " is out of range for ", weight.size(0), " embeddings (weight ",
-             describe(weight), ")");
-  }
+  const std::optional<int64_t> bad = kernels::first_index_outside(indices, weight.size(0));
+  MG_CHECK(!bad, "embedding: index ", *bad, " is out of range for ", weight.size(0), " embeddings (weight ",
+           describe(weight), ")");
   Shape out_shape = indices.shape();
   out_shape.push_back(weight.size(1));
   return reshape(index_select(weight, 0, reshape(indices, {-1})), out_shape);

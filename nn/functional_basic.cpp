@@ -50,8 +50,9 @@ Tensor embedding_per_task(const Tensor& indices, const Tensor& weight) {
       arange(0.0, static_cast<double>(tasks * num), static_cast<double>(num), kInt64, indices.device()), offset_shape);
   const Tensor table = reshape(weight, {tasks * num, weight.size(2)});
   // Checked here: once offset, an index past its own table would silently read the next task's.
-  // While a graph is captured nothing can be read on the host: such an index is sent past the
-  // end of all the tables instead, where the device kernel selects NaN (cuda/cuda_index.cu).
+  // While a graph is captured nothing can be read on the host (first_index_outside sees nothing):
+  // such an index is sent past the end of all the tables instead, where the device kernel
+  // selects NaN (cuda/cuda_index.cu).
   if (capturing_graph(indices.device())) {
     const Device device = indices.device();
     const Tensor inside = mul(ge(indices, full({}, 0.0, kInt64, device)),

@@ -29,15 +29,10 @@ void check_index_tensor(std::string_view op, const Tensor& index, const Tensor& 
   MG_CHECK(index.device() == x.device(), op, ": index is on ", index.device(), " but input is on ", x.device());
 }
 
-// Throws unless every value of index lies in [0, size). Not while a graph is captured on the
-// index's device, when nothing can be read on the host: the CUDA kernels then select NaN (0 for
-// int64) for an index out of range and accumulate nothing for it.
+// Throws unless every value of index lies in [0, size) (as far as first_index_outside can see).
 void check_index_range(std::string_view op, const Tensor& index, int64_t size, int64_t dim) {
-  if (index.numel() == 0 || capturing_graph(index.device())) return;
-  const Tensor host = contiguous(to_device(index, kCPU));
-  const int64_t* v = host.data_ptr<int64_t>();
-  for (int64_t i = 0, n = host.numel(); i < n; ++i)
-    MG_CHECK(v[i] >= 0 && v[i] < size, op, ": index ", v[i], " is out of range for dim ", dim, " of size ", size);
+  const std::optional<int64_t> bad = first_index_outside(index, size);
+  MG_CHECK(!bad, op, ": index ", *bad, " is out of range for dim ", dim, " of size ", size);
 }
 
 std::string dims_str(const std::vector<int>& dims) {
@@ -57,7 +52,10 @@ void check_same_device(std::string_view op, const Tensor& a, const Tensor& b) {
 }
 
 std::optional<int64_t> first_index_outside(const Tensor& index, int64_t size) {
-  if (index.numel() == 0) return std::nullopt;
+  // Not while a graph is captured on the index's device, when nothing can be read on the host:
+  // the CUDA kernels then select NaN (0 for int64) for an index out of range and accumulate
+  // nothing for it.
+  if (index.numel() == 0 || capturing_graph(index.device())) return std::nullopt;
   const Tensor host = contiguous(to_device(index, kCPU));
   const int64_t* v = host.data_ptr<int64_t>();
   for (int64_t i = 0, n = host.numel(); i < n; ++i)
