@@ -2,17 +2,49 @@
 // and the peak, on the CPU allocator that every tensor's storage goes through.
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
 #include "../tensor/build_info.h"
+#include "../tensor/cpu/cpu_allocator.h"
 #include "../tensor/creation.h"
 #include "../tensor/memory_stats.h"
 #include "check_error.h"
 
 using namespace mg;
+
+namespace {
+
+// The VmFlags of the mapping that holds address (/proc/self/smaps), or nothing where the system
+// does not say.
+std::optional<std::string> mapping_flags(const void* address) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto at = reinterpret_cast<uintptr_t>(address);
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    uintptr_t start = 0, end = 0;
+    char dash = 0;
+    std::istringstream range(line);
+    if (range >> std::hex >> start >> dash >> end && dash == '-') {
+      inside = start <= at && at < end;
+      continue;
+    }
+    if (inside && line.rfind("VmFlags:", 0) == 0) return line.substr(8) + " ";
+  }
+  return std::nullopt;
+}
+
+bool transparent_huge_pages_configured() { return std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled").good(); }
+
+}  // namespace
 
 TEST_SUITE("tensor.memory") {
   TEST_CASE("allocated follows live storages, in the allocator's block sizes") {
@@ -126,6 +158,37 @@ TEST_SUITE("tensor.memory") {
     CHECK(after.allocated == base);
     CHECK(after.peak_allocated > base);
     CHECK(after.peak_allocated <= base + 4 * (512 + 2048));  // at most two blocks per thread at a time
+  }
+
+  TEST_CASE("blocks of a huge page or more start on a huge-page boundary, advised for huge pages") {
+    const auto offset = [](const void* p, std::size_t alignment) { return reinterpret_cast<uintptr_t>(p) % alignment; };
+    CHECK(cpu::kHugePageBytes == std::size_t{2} << 20);
+    const Tensor small = empty({1000});
+    CHECK(offset(small.data_ptr<float>(), cpu::kAlignment) == 0);
+    // A fresh block, whether or not the cache holds one: the cache only ever holds blocks from
+    // the same function.
+    empty_cache();
+    for (const int64_t floats : {int64_t{1} << 19, int64_t{3} << 19, int64_t{15} << 18}) {
+      const Tensor big = empty({floats});
+      CHECK(offset(big.data_ptr<float>(), cpu::kHugePageBytes) == 0);
+    }
+    void* scratch = cpu::allocate_uncached(5 << 20);
+    REQUIRE(scratch != nullptr);
+    CHECK(offset(scratch, cpu::kHugePageBytes) == 0);
+    void* below = cpu::allocate_uncached((2 << 20) - 64);
+    REQUIRE(below != nullptr);
+    CHECK(offset(below, cpu::kAlignment) == 0);
+    // Linux marks an advised mapping "hg" whether or not huge pages back it yet.
+    const std::optional<std::string> flags = mapping_flags(scratch);
+    if (transparent_huge_pages_configured() && flags.has_value()) {
+      CHECK(flags->find(" hg ") != std::string::npos);
+      const Tensor big = empty({int64_t{3} << 19});
+      CHECK(mapping_flags(big.data_ptr<float>()).value_or("").find(" hg ") != std::string::npos);
+    } else {
+      MESSAGE("no transparent huge pages here: the advice is not checked");
+    }
+    cpu::free_uncached(scratch);
+    cpu::free_uncached(below);
   }
 
   TEST_CASE("devices without statistics are an error") {

@@ -12,6 +12,10 @@
 
 #include "../error.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace mg::cpu {
 namespace {
 
@@ -28,6 +32,14 @@ std::size_t bucket_size(std::size_t nbytes) {
     return units * kLargeBlock;
   }
   return std::bit_ceil(nbytes);
+}
+
+// The advice is a hint: where transparent huge pages are off, or none is free, the block keeps
+// ordinary pages and works the same.
+void advise_huge_pages([[maybe_unused]] void* block, [[maybe_unused]] std::size_t size) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  madvise(block, size, MADV_HUGEPAGE);
+#endif
 }
 
 // Held for a few dozen instructions per call: a spinning flag is cheaper than a mutex for that,
@@ -136,11 +148,11 @@ class CachingAllocator {
           to_free.push_back(smaller);
         });
     }
-    for (void* smaller : to_free) std::free(smaller);
-    void* block = std::aligned_alloc(kAlignment, size);
+    for (void* smaller : to_free) free_uncached(smaller);
+    void* block = allocate_uncached(size);
     if (block == nullptr) {
       release();
-      block = std::aligned_alloc(kAlignment, size);
+      block = allocate_uncached(size);
     }
     MG_CHECK(block != nullptr, "cpu: out of memory allocating ", nbytes, " bytes");
     std::lock_guard<SpinLock> lock(lock_);
@@ -166,7 +178,7 @@ class CachingAllocator {
         return;
       }
     }
-    std::free(block);
+    free_uncached(block);
   }
 
   void release() {
@@ -179,7 +191,7 @@ class CachingAllocator {
       });
       cached_bytes_ = 0;
     }
-    for (void* block : blocks) std::free(block);
+    for (void* block : blocks) free_uncached(block);
   }
 
   AllocatorStats stats() {
@@ -217,6 +229,15 @@ CachingAllocator& instance() {
 }
 
 }  // namespace
+
+void* allocate_uncached(std::size_t nbytes) {
+  if (nbytes < kHugePageBytes) return std::aligned_alloc(kAlignment, nbytes);
+  void* block = std::aligned_alloc(kHugePageBytes, nbytes);
+  if (block != nullptr) advise_huge_pages(block, nbytes);
+  return block;
+}
+
+void free_uncached(void* block) { std::free(block); }
 
 void* allocate(std::size_t nbytes) { return instance().allocate(nbytes); }
 void deallocate(void* data, std::size_t nbytes) { instance().deallocate(data, nbytes); }

@@ -20,6 +20,7 @@
 
 #include "../flop_count.h"
 #include "../matmul_trace.h"
+#include "cpu_allocator.h"
 #include "cpu_gemm_kernels.h"
 #include "cpu_kernels.h"
 
@@ -93,7 +94,8 @@ class Scratch {
     const size_t bytes = static_cast<size_t>(count) * sizeof(T);
     if (bytes > bytes_) {
       release();
-      data_ = ::operator new (bytes, std::align_val_t{64});
+      data_ = allocate_uncached(bytes);
+      if (data_ == nullptr) throw std::bad_alloc();
       bytes_ = bytes;
     }
     return static_cast<T*>(data_);
@@ -101,7 +103,7 @@ class Scratch {
 
  private:
   void release() {
-    if (data_) ::operator delete (data_, std::align_val_t{64});
+    free_uncached(data_);
     data_ = nullptr;
     bytes_ = 0;
   }
