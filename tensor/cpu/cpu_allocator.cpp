@@ -1,5 +1,6 @@
 #include "cpu_allocator.h"
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstdlib>
@@ -231,8 +232,13 @@ CachingAllocator& instance() {
 }  // namespace
 
 void* allocate_uncached(std::size_t nbytes) {
-  if (nbytes < kHugePageBytes) return std::aligned_alloc(kAlignment, nbytes);
-  void* block = std::aligned_alloc(kHugePageBytes, nbytes);
+  // aligned_alloc takes only a whole number of alignments (AddressSanitizer holds callers to it).
+  const auto whole = [nbytes](std::size_t alignment) {
+    return std::max<std::size_t>(1, (nbytes + alignment - 1) / alignment) * alignment;
+  };
+  if (nbytes < kHugePageBytes) return std::aligned_alloc(kAlignment, whole(kAlignment));
+  // Only the requested bytes are advised: a huge page past them would fill with memory no one uses.
+  void* block = std::aligned_alloc(kHugePageBytes, whole(kHugePageBytes));
   if (block != nullptr) advise_huge_pages(block, nbytes);
   return block;
 }
