@@ -501,7 +501,7 @@ TEST_SUITE("meta.trainer") {
       config.task_threads = meta::TaskThreads::On;
       meta::Trainer threaded(*threaded_model, *threaded_tasks, held_out.get(), config);
       set_num_threads(2);
-      CHECK(threaded.task_threads(5) == 2);
+      CHECK(threaded.task_threads(5) == num_threads());  // 2, or 1 in a build without OpenMP
       CHECK(serial.task_threads(5) == 1);
       for (int i = 0; i < 3; ++i) {
         set_num_threads(1);
@@ -535,7 +535,7 @@ TEST_SUITE("meta.trainer") {
     meta::TrainerConfig automatic = base_config(meta::Algorithm::Maml, 1);
     set_num_threads(2);
     CHECK(meta::Trainer(*small, train, nullptr, automatic).task_threads(4) == 1);
-    CHECK(meta::Trainer(*large, train, nullptr, automatic).task_threads(4) == 2);
+    CHECK(meta::Trainer(*large, train, nullptr, automatic).task_threads(4) == num_threads());
     set_num_threads(threads_before);
   }
 

@@ -1,9 +1,10 @@
-// Memory-bound kernels against a plain memcpy stream, part of bench_kernels: elementwise
+// Memory-bound kernels against copy and triad streams, part of bench_kernels: elementwise
 // (add, mul, exp, GELU), softmax and log-softmax, fused layer norm, cross-entropy forward and
 // backward, the fused Adam step, and (for scale) multi-head attention forward and backward.
 // Every memory-bound row reports "GB/s" counting the bytes the operation must move at least
 // (each input read once, each output written once; write-allocate reads are not counted), so
-// its ratio to copy_f32_16M/memcpy in the same run is the fraction of stream bandwidth reached.
+// its ratio to a reference stream in the same run (memcpy, a streaming-store copy, STREAM's
+// triad) is the fraction of stream bandwidth reached.
 //
 // Each benchmark makes one untimed call first: a fresh 64 MiB output block costs a page fault
 // per 4 KiB on first touch, which the caching allocator (tensor/cpu/cpu_allocator.cpp) avoids
@@ -101,6 +102,38 @@ void BM_stream_copy(benchmark::State& state) {
 }
 BENCHMARK(BM_stream_copy)->Name("copy_f32_16M/streaming_stores")->UseRealTime();
 #endif
+
+// STREAM's copy and triad (a = b, a = b + s * c) as the STREAM benchmark runs them: ordinary
+// stores, on as many threads as mg's kernels use, 8 and 12 bytes per element counted (each line
+// written is also read first, which STREAM does not count). "Stream bandwidth" in the usual
+// sense is these figures.
+// The arrays are mg tensors, so that they sit on the same pages (huge pages where the allocator
+// gets them) as the kernels' operands.
+void BM_stream_copy_plain(benchmark::State& state) {
+  const Tensor a = mg::zeros({kStreamN}), b = randn32({kStreamN}, 1);
+  float* out = a.data_ptr<float>();
+  const float* x = b.data_ptr<float>();
+  for (auto _ : state) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < kStreamN; ++i) out[i] = x[i];
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] = bytes_per_second(2.0 * 4.0 * kStreamN);
+}
+BENCHMARK(BM_stream_copy_plain)->Name("copy_f32_16M/stream")->UseRealTime();
+
+void BM_stream_triad(benchmark::State& state) {
+  const Tensor a = mg::zeros({kStreamN}), b = randn32({kStreamN}, 1), c = randn32({kStreamN}, 2);
+  float* out = a.data_ptr<float>();
+  const float *x = b.data_ptr<float>(), *y = c.data_ptr<float>();
+  for (auto _ : state) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < kStreamN; ++i) out[i] = x[i] + 3.0f * y[i];
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] = bytes_per_second(3.0 * 4.0 * kStreamN);
+}
+BENCHMARK(BM_stream_triad)->Name("triad_f32_16M/stream")->UseRealTime();
 
 void BM_mg_copy(benchmark::State& state) {
   mg::NoGradGuard no_grad;
