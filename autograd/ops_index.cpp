@@ -75,8 +75,8 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   kernels::check_defined("embedding", indices, "indices");
   MG_CHECK(weight.dim() == 2, "embedding: weight must be 2-D [num_embeddings, dim], got ", describe(weight));
   MG_CHECK(indices.dtype() == kInt64, "embedding: indices must be int64, got ", describe(indices));
-  const std::optional<int64_t> bad = kernels::first_index_outside(indices, weight.size(0));
-  MG_CHECK(!bad, "embedding: index ", *bad, " is out of range for ", weight.size(0), " embeddings (weight ",
+  const std::optional<kernels::IndexOutside> bad = kernels::first_index_outside(indices, weight.size(0));
+  MG_CHECK(!bad, "embedding: index ", bad->value, " is out of range for ", weight.size(0), " embeddings (weight ",
            describe(weight), ")");
   Shape out_shape = indices.shape();
   out_shape.push_back(weight.size(1));

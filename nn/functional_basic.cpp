@@ -60,8 +60,8 @@ Tensor embedding_per_task(const Tensor& indices, const Tensor& weight) {
     return mg::embedding(table,
                          where(inside, indices + offsets, full({}, static_cast<double>(tasks * num), kInt64, device)));
   }
-  const std::optional<int64_t> bad = kernels::first_index_outside(indices, num);
-  MG_CHECK(!bad, "embedding: index ", *bad, " is out of range for ", num, " embeddings (per-task weight ",
+  const std::optional<kernels::IndexOutside> bad = kernels::first_index_outside(indices, num);
+  MG_CHECK(!bad, "embedding: index ", bad->value, " is out of range for ", num, " embeddings (per-task weight ",
            describe(weight), ")");
   return mg::embedding(table, indices + offsets);
 }

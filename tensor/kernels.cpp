@@ -31,8 +31,8 @@ void check_index_tensor(std::string_view op, const Tensor& index, const Tensor& 
 
 // Throws unless every value of index lies in [0, size) (as far as first_index_outside can see).
 void check_index_range(std::string_view op, const Tensor& index, int64_t size, int64_t dim) {
-  const std::optional<int64_t> bad = first_index_outside(index, size);
-  MG_CHECK(!bad, op, ": index ", *bad, " is out of range for dim ", dim, " of size ", size);
+  const std::optional<IndexOutside> bad = first_index_outside(index, size);
+  MG_CHECK(!bad, op, ": index ", bad->value, " is out of range for dim ", dim, " of size ", size);
 }
 
 std::string dims_str(const std::vector<int>& dims) {
@@ -51,7 +51,7 @@ void check_same_device(std::string_view op, const Tensor& a, const Tensor& b) {
   MG_CHECK(a.device() == b.device(), op, ": tensors on ", a.device(), " and ", b.device());
 }
 
-std::optional<int64_t> first_index_outside(const Tensor& index, int64_t size) {
+std::optional<IndexOutside> first_index_outside(const Tensor& index, int64_t size) {
   // Not while a graph is captured on the index's device, when nothing can be read on the host:
   // the CUDA kernels then select NaN (0 for int64) for an index out of range and accumulate
   // nothing for it.
@@ -59,7 +59,7 @@ std::optional<int64_t> first_index_outside(const Tensor& index, int64_t size) {
   const Tensor host = contiguous(to_device(index, kCPU));
   const int64_t* v = host.data_ptr<int64_t>();
   for (int64_t i = 0, n = host.numel(); i < n; ++i)
-    if (v[i] < 0 || v[i] >= size) return v[i];
+    if (v[i] < 0 || v[i] >= size) return IndexOutside{v[i], i};
   return std::nullopt;
 }
 

@@ -17,10 +17,14 @@ namespace mg::kernels {
 void check_same_dtype(std::string_view op, const Tensor& a, const Tensor& b);
 void check_same_device(std::string_view op, const Tensor& a, const Tensor& b);
 void check_defined(std::string_view op, const Tensor& t, std::string_view what = "input");
-// The first entry of an int64 index tensor outside [0, size), found in one pass over the values
-// (no kernel launches, no allocation for a contiguous CPU tensor); nullopt when all are inside,
-// and while a graph is captured on the index's device (nothing can be read on the host then).
-std::optional<int64_t> first_index_outside(const Tensor& index, int64_t size);
+// The first entry of an int64 index tensor outside [0, size): its value and its flat position in
+// row-major order, found in one pass over the values (no kernel launches, no allocation for a
+// contiguous CPU tensor); nullopt when all are inside, and while a graph is captured on the
+// index's device (nothing can be read on the host then).
+struct IndexOutside {
+  int64_t value, position;
+};
+std::optional<IndexOutside> first_index_outside(const Tensor& index, int64_t size);
 
 // A view of x with shape broadcast to shape (stride 0 on broadcast dims); throws if impossible.
 Tensor expand_to(std::string_view op, const Tensor& x, const Shape& shape);

@@ -7,8 +7,6 @@
 
 #include <string>
 
-#include "device_graph.h"
-
 namespace mg::kernels {
 namespace {
 
@@ -103,14 +101,12 @@ Tensor max_unpool2d(const Tensor& x, const Tensor& indices, int64_t height, int6
   MG_CHECK(height >= 1 && width >= 1, op, ": output size must be positive, got ", height, "x", width);
   const int64_t area = height * width;
   const Tensor where = contiguous(indices);
-  // Not while a graph is captured, when nothing can be read on the host: the CUDA kernel then
-  // places nothing for a position outside the plane.
-  if (check_range && where.numel() > 0 && !capturing_graph(where.device())) {
-    const Tensor host = contiguous(to_device(where, kCPU));
-    const int64_t* v = host.data_ptr<int64_t>();
-    for (int64_t i = 0, n = host.numel(); i < n; ++i)
-      MG_CHECK(v[i] >= 0 && v[i] < area, op, ": index ", v[i], " at flat position ", i, " is outside the ", height, "x",
-               width, " output plane");
+  // While a graph is captured nothing is checked (first_index_outside cannot read the host): the
+  // CUDA kernel then places nothing for a position outside the plane.
+  if (check_range) {
+    const std::optional<IndexOutside> bad = first_index_outside(where, area);
+    MG_CHECK(!bad, op, ": index ", bad->value, " at flat position ", bad->position, " is outside the ", height, "x",
+             width, " output plane");
   }
   Tensor out = Tensor::empty({x.shape()[0], x.shape()[1], height, width}, x.dtype(), x.device());
   if (out.numel() > 0) backend(out).max_unpool2d(contiguous(x), where, out);
