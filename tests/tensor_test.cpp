@@ -1264,9 +1264,10 @@ TEST_CASE("float32 exp16_normal of either sign: exp16's bits for |x| <= 86.5, ev
   }
 }
 
-TEST_CASE("float32 sigmoid and gelu_tanh arrays: exp arguments outside the normal range, in place") {
-  // Blocks whose exp argument passes |x| = 86.5 (sigmoid beyond it, gelu_tanh from x = -10) go
-  // through the full-range exp; in place gives the same bits.
+TEST_CASE("float32 sigmoid, gelu_tanh and gelu_erf arrays: exp arguments outside the normal range, in place") {
+  // Blocks whose exp argument passes |x| = 86.5 (sigmoid beyond it, gelu_tanh from x = -10,
+  // gelu_erf beyond |x| = kGeluErfNormalBound) go through the full-range exp; in place gives the
+  // same bits.
   namespace v = mg::cpu::vec;
   const int64_t n = 5003;
   std::vector<float> x(static_cast<size_t>(n));
@@ -1280,7 +1281,10 @@ TEST_CASE("float32 sigmoid and gelu_tanh arrays: exp arguments outside the norma
     void (*array)(const float*, float*, int64_t);
     double (*reference)(double);
   };
-  const Case cases[] = {{"sigmoid", &v::sigmoid_f32, +sigmoid}, {"gelu_tanh", &v::gelu_tanh_f32, +gelu_tanh}};
+  const auto gelu_erf = [](double t) { return 0.5 * t * std::erfc(-t / std::sqrt(2.0)); };
+  const Case cases[] = {{"sigmoid", &v::sigmoid_f32, +sigmoid},
+                        {"gelu_tanh", &v::gelu_tanh_f32, +gelu_tanh},
+                        {"gelu_erf", &v::gelu_erf_f32, +gelu_erf}};
   for (const Case& c : cases) {
     CAPTURE(c.name);
     std::vector<float> y(x.size()), in_place = x;
@@ -1296,6 +1300,38 @@ TEST_CASE("float32 sigmoid and gelu_tanh arrays: exp arguments outside the norma
     }
     CHECK(differ == 0);
     CHECK(wrong == 0);
+  }
+}
+
+TEST_CASE("float32 gelu_erf: blocks within kGeluErfNormalBound keep exp in its normal range; inf and NaN") {
+  namespace v = mg::cpu::vec;
+  // The bound lets a block skip the range check of every exp: the exponent must not fall below
+  // kExpNormalFloor for any |x| up to it.
+  float lowest = 0.0f;
+  for (float x = 0.0f; x <= v::kGeluErfNormalBound; x = std::nextafter(x + 1e-4f, 100.0f)) {
+    float half_t;
+    lowest = std::min(lowest, v::gelu_erf_exponent(x, half_t));
+  }
+  CHECK(lowest >= v::kExpNormalFloor);
+  // A NaN or infinite x in a block of ordinary values: only its own lane is affected.
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float special : {std::nanf(""), inf, -inf}) {
+    CAPTURE(special);
+    std::vector<float> x(64), y(64);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = -3.0f + 0.1f * static_cast<float>(i);
+    x[21] = special;
+    v::gelu_erf_f32(x.data(), y.data(), 64);
+    // +inf -> inf as x Phi(x); -inf and NaN -> NaN, as the float64 formula 0.5 x (1 + erf(x / sqrt 2)).
+    if (special == inf) {
+      CHECK(y[21] == inf);
+    } else {
+      CHECK(std::isnan(y[21]));
+    }
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (i == 21) continue;
+      const double want = 0.5 * x[i] * std::erfc(-x[i] / std::sqrt(2.0));
+      CHECK(std::abs(y[i] - want) <= 5e-7 * (1.0 + x[i] * x[i]) * std::abs(want) + 1e-37);
+    }
   }
 }
 
