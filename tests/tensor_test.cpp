@@ -1203,6 +1203,90 @@ TEST_CASE("the two 16-lane types (one 64-byte vector, two 32-byte halves) give t
   CHECK(std::abs(sum_wide - want) <= 1e-3 * std::abs(want) + 1.0);
 }
 
+TEST_CASE("float32 log is within 1 ulp over a sweep of the positive floats, special values exact") {
+  // Every 1021st positive float, subnormals included, and every 31st in [0.5, 2), where the
+  // polynomial covers the whole reduced range. One kernel call over the sweep (the vectorised
+  // path, in place too) and the scalar form.
+  std::vector<float> xs;
+  for (uint32_t bits = 1; bits < 0x7f800000u; bits += 1021) xs.push_back(std::bit_cast<float>(bits));
+  for (uint32_t bits = std::bit_cast<uint32_t>(0.5f); bits < std::bit_cast<uint32_t>(2.0f); bits += 31)
+    xs.push_back(std::bit_cast<float>(bits));
+  const int64_t n = static_cast<int64_t>(xs.size());
+  Tensor x = Tensor::empty({n}, kFloat32, kCPU);
+  std::copy(xs.begin(), xs.end(), x.data_ptr<float>());
+  const Tensor y = k::unary(UnaryOp::Log, x);
+  const float* got = y.data_ptr<float>();
+  std::vector<float> in_place = xs;
+  mg::cpu::vec::log_f32(in_place.data(), in_place.data(), n);
+  double worst = 0.0, worst_scalar = 0.0;
+  float worst_at = 0.0f;
+  int64_t differ = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double want = std::log(static_cast<double>(xs[i]));
+    const double e = ulp_error(got[i], want);
+    if (e > worst) {
+      worst = e;
+      worst_at = xs[i];
+    }
+    worst_scalar = std::max(worst_scalar, ulp_error(mg::cpu::vec::log_f32(xs[i]), want));
+    differ += std::bit_cast<uint32_t>(in_place[i]) != std::bit_cast<uint32_t>(got[i]);
+  }
+  CAPTURE(worst_at);
+  CHECK(worst <= 1.0);
+  CHECK(worst_scalar <= 1.0);
+  CHECK(differ == 0);
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> special = {0.0f, -0.0f, inf, -inf, -1.0f, -1e-40f, std::nanf(""), 1.0f};
+  Tensor s = Tensor::empty({8}, kFloat32, kCPU);
+  std::copy(special.begin(), special.end(), s.data_ptr<float>());
+  const std::vector<double> out = k::unary(UnaryOp::Log, s).to_vector();
+  CHECK(out[0] == -inf);
+  CHECK(out[1] == -inf);
+  CHECK(out[2] == inf);
+  for (int i = 3; i < 7; ++i) CHECK(std::isnan(out[i]));
+  CHECK(out[7] == 0.0);
+}
+
+TEST_CASE("float32 erf and softplus: vectorised and strided paths agree with float64") {
+  // [-30, 30] densely, and small magnitudes down to 1e-30 of both signs (erf's relative accuracy
+  // near 0, softplus's exp tail is covered by the range).
+  std::vector<double> v;
+  for (int i = 0; i < 20011; ++i) v.push_back(static_cast<float>(-30.0 + 60.0 * i / 20011.0));
+  for (double m = 1e-30; m < 2.0; m *= 1.37) {
+    v.push_back(static_cast<float>(m));
+    v.push_back(static_cast<float>(-m));
+  }
+  const int64_t n = static_cast<int64_t>(v.size());
+  for (UnaryOp op : {UnaryOp::Erf, UnaryOp::Softplus}) {
+    CAPTURE(unary_op_name(op));
+    const std::vector<double> dense = k::unary(op, make(v, {n}, kFloat32)).to_vector();
+    const std::vector<double> strided = k::unary(op, strided_copy(v, {n}, kFloat32)).to_vector();
+    const std::vector<double> ref = k::unary(op, make(v, {n}, kFloat64)).to_vector();
+    double worst = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      CAPTURE(v[i]);
+      worst = std::max(worst, std::abs(dense[i] - ref[i]) / std::abs(ref[i]));
+      CHECK(std::abs(dense[i] - ref[i]) <= 3e-7 * std::abs(ref[i]));
+      CHECK(std::abs(strided[i] - dense[i]) <= 3e-7 * std::abs(dense[i]));
+    }
+    MESSAGE("worst relative error ", worst);
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  Tensor s = Tensor::empty({4}, kFloat32, kCPU);
+  const float in[4] = {inf, -inf, std::nanf(""), 0.0f};
+  std::copy(in, in + 4, s.data_ptr<float>());
+  const std::vector<double> e = k::unary(UnaryOp::Erf, s).to_vector();
+  CHECK(e[0] == 1.0);
+  CHECK(e[1] == -1.0);
+  CHECK(std::isnan(e[2]));
+  CHECK(e[3] == 0.0);
+  const std::vector<double> sp = k::unary(UnaryOp::Softplus, s).to_vector();
+  CHECK(sp[0] == inf);
+  CHECK(sp[1] == 0.0);
+  CHECK(std::isnan(sp[2]));
+  CHECK(sp[3] == doctest::Approx(std::log(2.0)).epsilon(1e-7));
+}
+
 TEST_CASE("float32 exp16_normal: exp16's bits wherever exp is a normal float, every other lane flagged") {
   namespace v = mg::cpu::vec;
   const float inf = std::numeric_limits<float>::infinity();

@@ -13,6 +13,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <iterator>
+#include <string>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -196,6 +198,39 @@ void BM_mg_gelu(benchmark::State& state) {
 }
 BENCHMARK(BM_mg_gelu)->Name("gelu_tanh_f32_16M/mg")->Arg(1)->UseRealTime();
 BENCHMARK(BM_mg_gelu)->Name("gelu_erf_f32_16M/mg")->Arg(0)->UseRealTime();
+
+// The other float32 unary ops with a vectorised form: log and the square roots of positive
+// inputs, tanh, sigmoid, erf and softplus of normal ones.
+struct UnaryCase {
+  const char* name;
+  Tensor (*fn)(const Tensor&);
+  bool positive;
+};
+const UnaryCase kUnaryCases[] = {
+    {"log", &mg::log, true},
+    {"sqrt", &mg::sqrt, true},
+    {"rsqrt", &mg::rsqrt, true},
+    {"tanh", &mg::tanh, false},
+    {"sigmoid", &mg::sigmoid, false},
+    {"erf", &mg::erf, false},
+    {"softplus", &mg::softplus, false},
+};
+
+void BM_mg_unary(benchmark::State& state) {
+  mg::NoGradGuard no_grad;
+  const UnaryCase& c = kUnaryCases[state.range(0)];
+  Tensor a = randn32({kStreamN}, 6);
+  if (c.positive) a = mg::abs(a) + 0.01;
+  timed(state, [&] { return c.fn(a); });
+  state.counters["GB/s"] = bytes_per_second(2.0 * 4.0 * kStreamN);
+}
+const bool kUnaryRegistered = [] {
+  for (int64_t i = 0; i < static_cast<int64_t>(std::size(kUnaryCases)); ++i)
+    benchmark::RegisterBenchmark((std::string(kUnaryCases[i].name) + "_f32_16M/mg").c_str(), BM_mg_unary)
+        ->Arg(i)
+        ->UseRealTime();
+  return true;
+}();
 
 // ---- row-wise normalisation ---------------------------------------------------------------
 

@@ -134,13 +134,16 @@ constexpr bool integer_unary(UnaryOp op) {
 // float32 ops with a vectorised form in vec_math.h. Strided runs use its scalar form, so a
 // value does not depend on the layout it came in.
 constexpr bool has_vec_f32(UnaryOp op) {
-  return op == UnaryOp::Exp || op == UnaryOp::Sigmoid || op == UnaryOp::Tanh || op == UnaryOp::GeluTanh ||
-         op == UnaryOp::GeluErf;
+  return op == UnaryOp::Exp || op == UnaryOp::Log || op == UnaryOp::Sigmoid || op == UnaryOp::Tanh ||
+         op == UnaryOp::GeluTanh || op == UnaryOp::GeluErf || op == UnaryOp::Softplus || op == UnaryOp::Erf;
 }
 
 template <UnaryOp Op>
 void unary_dense_f32(const float* x, float* y, int64_t n) {
   if constexpr (Op == UnaryOp::Exp) vec::exp_f32(x, y, n);
+  if constexpr (Op == UnaryOp::Log) vec::log_f32(x, y, n);
+  if constexpr (Op == UnaryOp::Softplus) vec::softplus_f32(x, y, n);
+  if constexpr (Op == UnaryOp::Erf) vec::erf_f32(x, y, n);
   if constexpr (Op == UnaryOp::Sigmoid) vec::sigmoid_f32(x, y, n);
   if constexpr (Op == UnaryOp::Tanh) vec::tanh_f32(x, y, n);
   if constexpr (Op == UnaryOp::GeluTanh) vec::gelu_tanh_f32(x, y, n);
@@ -159,6 +162,9 @@ inline T unary_fn(T x) {
     return x;
   } else if constexpr (std::is_same_v<T, float> && has_vec_f32(Op)) {
     if constexpr (Op == UnaryOp::Exp) return vec::exp_f32(x);
+    if constexpr (Op == UnaryOp::Log) return vec::log_f32(x);
+    if constexpr (Op == UnaryOp::Softplus) return vec::softplus_f32(x);
+    if constexpr (Op == UnaryOp::Erf) return vec::erf_f32(x);
     if constexpr (Op == UnaryOp::Sigmoid) return vec::sigmoid_f32(x);
     if constexpr (Op == UnaryOp::Tanh) return vec::tanh_f32(x);
     if constexpr (Op == UnaryOp::GeluTanh) return vec::gelu_tanh_f32(x);

@@ -74,6 +74,38 @@ template <bool kNonPositive = false>
                               (std::bit_cast<uint32_t>(sign) & 0x80000000u));
 }
 
+// log(x) = e ln2 + log(m) with x = m 2^e, m in [sqrt(1/2), sqrt 2): Cephes logf's reduction and
+// polynomial, with ln2 in two parts. Subnormal x are scaled by 2^25 first. 0 -> -inf, +inf -> +inf,
+// x < 0 -> NaN, NaN -> NaN (its own payload). Within 1 ulp of std::log (tests/tensor_test.cpp).
+[[gnu::always_inline]] inline float log_f32(float x) {
+  const bool subnormal = x < 1.17549435e-38f;
+  const float scaled = select_f32(subnormal, x * 33554432.0f, x);
+  const uint32_t bits = std::bit_cast<uint32_t>(scaled);
+  // The exponent field of a positive float; m = the significand in [0.5, 1).
+  float e = static_cast<float>(static_cast<int32_t>(bits >> 23) - 126) - select_f32(subnormal, 25.0f, 0.0f);
+  float m = std::bit_cast<float>((bits & 0x007fffffu) | 0x3f000000u);
+  const bool low = m < 0.707106781186547524f;
+  e = select_f32(low, e - 1.0f, e);
+  m = select_f32(low, m + m, m) - 1.0f;
+  const float z = m * m;
+  float p = 7.0376836292e-2f;
+  p = p * m - 1.1514610310e-1f;
+  p = p * m + 1.1676998740e-1f;
+  p = p * m - 1.2420140846e-1f;
+  p = p * m + 1.4249322787e-1f;
+  p = p * m - 1.6668057665e-1f;
+  p = p * m + 2.0000714765e-1f;
+  p = p * m - 2.4999993993e-1f;
+  p = p * m + 3.3333331174e-1f;
+  float y = m * z * p + e * -2.12194440e-4f;
+  y = y - 0.5f * z;
+  float r = m + y + e * 0.693359375f;
+  r = select_f32(x == std::bit_cast<float>(0x7f800000u), x, r);
+  r = select_f32(x == 0.0f, std::bit_cast<float>(0xff800000u), r);
+  r = select_f32(x < 0.0f, std::bit_cast<float>(0x7fc00000u), r);
+  return select_f32(x != x, x, r);
+}
+
 // Never exp of a large positive number's negation in a way that loses the tail: for x -> -inf,
 // exp(-x) -> inf and the quotient -> 0. Written once for a float or 16 lanes (T) and an exp of
 // the same type, which the array loops (cpu_vec_math.cpp) pick per block.
@@ -121,9 +153,9 @@ template <typename T, typename Exp>
 // operations (a division, P, exp) runs longer than the out-of-order window covers, so the array
 // loop (cpu_vec_math.cpp) runs the first stage over a block before the second: 1.7x the rate of
 // the one-pass loop on the AVX-512 machine of bench/RESULTS.md.
+// erfc(a) = t exp(erfc_exponent(a, half_t)) for a >= 0, half_t = t / 2.
 template <typename T>
-[[gnu::always_inline]] inline T gelu_erf_exponent(const T& abs_x, T& half_t) {
-  const T a = abs_x * 0.70710678118654752f;
+[[gnu::always_inline]] inline T erfc_exponent(const T& a, T& half_t) {
   const T t = 1.0f / (1.0f + 0.5f * a);
   T p = 0.17087277f * t - 0.82215223f;
   p = p * t + 1.48851587f;
@@ -137,6 +169,10 @@ template <typename T>
   half_t = 0.5f * t;
   return p - a * a;
 }
+template <typename T>
+[[gnu::always_inline]] inline T gelu_erf_exponent(const T& abs_x, T& half_t) {
+  return erfc_exponent<T>(abs_x * 0.70710678118654752f, half_t);
+}
 // exp_of_exponent = exp(gelu_erf_exponent(...)): r = t exp(...) = erfc(|z|), and with z = -x / sqrt 2
 // the result is x (1 - r / 2) for x > 0, x r / 2 otherwise (x = +inf gives inf, not inf * 0).
 [[gnu::always_inline]] inline float gelu_erf_finish(float x, float half_t, float exp_of_exponent) {
@@ -148,6 +184,33 @@ template <typename T>
   // The exponent is log(erfc(a) (1 + a / 2)) <= 0 (up to the fit's error near a = 0).
   const float exponent = gelu_erf_exponent(abs_f32(x), half_t);
   return gelu_erf_finish(x, half_t, exp_f32<true>(exponent));
+}
+
+// erf(x): x P(x^2) for |x| < 1 (Cephes erff's polynomial: relative error below 2e-7), otherwise
+// sign(x) (1 - erfc(|x|)) with the erfc fit above. +-inf -> +-1, NaN -> NaN.
+[[gnu::always_inline]] inline float erf_f32(float x) {
+  const float z = x * x;
+  float p = 7.853861353153693e-5f;
+  p = p * z - 8.010193625184903e-4f;
+  p = p * z + 5.188327685732524e-3f;
+  p = p * z - 2.685381193529856e-2f;
+  p = p * z + 1.128358514861418e-1f;
+  p = p * z - 3.761262582423300e-1f;
+  p = p * z + 1.128379165726710e+0f;
+  const float a = abs_f32(x);
+  float half_t;
+  const float e = exp_f32<true>(erfc_exponent(a, half_t));
+  const float large = copysign_f32(1.0f - (half_t + half_t) * e, x);
+  return select_f32(a < 1.0f, x * p, large);
+}
+
+// softplus(x) = max(x, 0) + log1p(exp(-|x|)), with log1p(e) = log(u) - ((u - 1) - e) / u for
+// u = 1 + e: the correction restores what rounding u lost (exactly e when u rounds to 1).
+[[gnu::always_inline]] inline float softplus_f32(float x) {
+  const float e = exp_f32<true>(-abs_f32(x));
+  const float u = 1.0f + e;
+  const float log1p_e = log_f32(u) - ((u - 1.0f) - e) / u;
+  return select_f32(x > 0.0f, x, 0.0f) + log1p_e;
 }
 
 // 16 float lanes as one value (GCC/Clang vector extensions), for reductions, which the
@@ -406,6 +469,9 @@ template <typename V, bool kNonPositive = true>
 void exp_f32(const float* x, float* y, int64_t n);
 void sigmoid_f32(const float* x, float* y, int64_t n);
 void tanh_f32(const float* x, float* y, int64_t n);
+void log_f32(const float* x, float* y, int64_t n);
+void erf_f32(const float* x, float* y, int64_t n);
+void softplus_f32(const float* x, float* y, int64_t n);
 void gelu_tanh_f32(const float* x, float* y, int64_t n);
 void gelu_erf_f32(const float* x, float* y, int64_t n);
 
