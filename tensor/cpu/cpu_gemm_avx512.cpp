@@ -70,6 +70,9 @@ MG_AVX512 void multiply(int64_t kc, const T* a, int64_t ars, int64_t aks, const 
                         const typename Vec<T>::Mask* mask, typename Vec<T>::Reg (&acc)[M][NV]) {
   using V = Vec<T>;
   const int64_t rs = DirectA ? ars : 1, ks = DirectA ? aks : MR;
+  // Unrolled by 4: the pointer steps fold into the loads' offsets. sgemm n = 2048, one thread:
+  // 194.5 -> 200.3 GFLOP/s, n = 1024: 197.6 -> 199.7 (medians of 5 alternated runs).
+#pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k, a += ks, b += ldb) {
     typename V::Reg bv[NV];
 #pragma GCC unroll 4
