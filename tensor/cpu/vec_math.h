@@ -76,7 +76,8 @@ template <bool kNonPositive = false>
 
 // log(x) = e ln2 + log(m) with x = m 2^e, m in [sqrt(1/2), sqrt 2): Cephes logf's reduction and
 // polynomial, with ln2 in two parts. Subnormal x are scaled by 2^25 first. 0 -> -inf, +inf -> +inf,
-// x < 0 -> NaN, NaN -> NaN (its own payload). Within 1 ulp of std::log (tests/tensor_test.cpp).
+// x < 0 -> NaN, NaN -> NaN (its own payload). Within 1 ulp of the exact value (tests/tensor_test.cpp
+// sweeps the positive floats).
 [[gnu::always_inline]] inline float log_f32(float x) {
   const bool subnormal = x < 1.17549435e-38f;
   const float scaled = select_f32(subnormal, x * 33554432.0f, x);
@@ -153,7 +154,8 @@ template <typename T, typename Exp>
 // operations (a division, P, exp) runs longer than the out-of-order window covers, so the array
 // loop (cpu_vec_math.cpp) runs the first stage over a block before the second: 1.7x the rate of
 // the one-pass loop on the AVX-512 machine of bench/RESULTS.md.
-// erfc(a) = t exp(erfc_exponent(a, half_t)) for a >= 0, half_t = t / 2.
+//
+// erfc_exponent: erfc(a) = t exp(erfc_exponent(a, half_t)) for a >= 0, with half_t = t / 2.
 template <typename T>
 [[gnu::always_inline]] inline T erfc_exponent(const T& a, T& half_t) {
   const T t = 1.0f / (1.0f + 0.5f * a);
