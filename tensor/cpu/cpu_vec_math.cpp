@@ -129,17 +129,18 @@ template <typename V>
       store16(half_t + j, h);
     }
     // In place, pass two reads each x before it writes that y.
+    const auto finish = [&](auto exp) __attribute__((always_inline)) {
+      for (int64_t j = 0; j < len; j += kVecWidth)
+        store16(y + i + j,
+                gelu_erf_finish16(load16<V>(x + i + j), load16<V>(half_t + j), exp(load16<V>(exponent + j))));
+    };
     if (hmax16(largest) <= kGeluErfNormalBound) {
-      for (int64_t j = 0; j < len; j += kVecWidth) {
+      finish([](const V& v) __attribute__((always_inline)) {
         int_lanes<V> unused{};
-        const V e = exp16_normal<V, true>(load16<V>(exponent + j), unused);
-        store16(y + i + j, gelu_erf_finish16(load16<V>(x + i + j), load16<V>(half_t + j), e));
-      }
+        return exp16_normal<V, true>(v, unused);
+      });
     } else {
-      for (int64_t j = 0; j < len; j += kVecWidth) {
-        const V e = exp16<V, true>(load16<V>(exponent + j));
-        store16(y + i + j, gelu_erf_finish16(load16<V>(x + i + j), load16<V>(half_t + j), e));
-      }
+      finish([](const V& v) __attribute__((always_inline)) { return exp16<V, true>(v); });
     }
   }
   for (int64_t i = whole; i < n; ++i) y[i] = gelu_erf_f32(x[i]);
