@@ -1287,6 +1287,109 @@ TEST_CASE("float32 erf and softplus: vectorised and strided paths agree with flo
   CHECK(sp[3] == doctest::Approx(std::log(2.0)).epsilon(1e-7));
 }
 
+TEST_CASE("float32 sin, cos and tanh are within 2.5 ulp of float64 over sweeps; sin and cos past their bound") {
+  // Every 1021st float of either sign up to kSinCosBound (sin and cos) and up to 20 (tanh, which
+  // is +-1 from 10 on), through the dense kernel, in place, and the strided (scalar) path.
+  namespace v = mg::cpu::vec;
+  struct Case {
+    UnaryOp op;
+    float limit;
+    double max_ulp;
+    double (*reference)(double);
+  };
+  const Case cases[] = {{UnaryOp::Sin, v::kSinCosBound, 2.5, [](double t) { return std::sin(t); }},
+                        {UnaryOp::Cos, v::kSinCosBound, 2.5, [](double t) { return std::cos(t); }},
+                        {UnaryOp::Tanh, 20.0f, 1.5, [](double t) { return std::tanh(t); }}};
+  for (const Case& c : cases) {
+    CAPTURE(unary_op_name(c.op));
+    std::vector<double> xs;
+    for (uint32_t bits = 0; bits <= std::bit_cast<uint32_t>(c.limit); bits += 1021) {
+      xs.push_back(std::bit_cast<float>(bits));
+      xs.push_back(-std::bit_cast<float>(bits));
+    }
+    const int64_t n = static_cast<int64_t>(xs.size());
+    const std::vector<double> dense = k::unary(c.op, make(xs, {n}, kFloat32)).to_vector();
+    const std::vector<double> strided = k::unary(c.op, strided_copy(xs, {n}, kFloat32)).to_vector();
+    double worst = 0.0, worst_strided = 0.0;
+    double worst_at = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double want = c.reference(xs[i]);
+      const double e = ulp_error(static_cast<float>(dense[i]), want);
+      if (e > worst) {
+        worst = e;
+        worst_at = xs[i];
+      }
+      worst_strided = std::max(worst_strided, ulp_error(static_cast<float>(strided[i]), want));
+    }
+    CAPTURE(worst_at);
+    CHECK(worst <= c.max_ulp);
+    CHECK(worst_strided <= c.max_ulp);
+  }
+  // Zeros keep their sign in sin and tanh; tanh saturates; NaN stays NaN.
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> special = {-0.0f, 0.0f, inf, -inf, std::nanf(""), 1e-40f, -30.0f, 1e30f};
+  std::vector<float> out(special.size());
+  v::tanh_f32(special.data(), out.data(), static_cast<int64_t>(special.size()));
+  CHECK(std::signbit(out[0]));
+  CHECK(out[1] == 0.0f);
+  CHECK(!std::signbit(out[1]));
+  CHECK(out[2] == 1.0f);
+  CHECK(out[3] == -1.0f);
+  CHECK(std::isnan(out[4]));
+  CHECK(out[5] == 1e-40f);
+  CHECK(out[6] == -1.0f);
+  CHECK(out[7] == 1.0f);
+  v::sin_f32(special.data(), out.data(), 2);
+  CHECK(std::signbit(out[0]));
+  CHECK(!std::signbit(out[1]));
+  // A block of 256 with one lane past the bound, infinite or NaN is computed by the C library,
+  // lane for lane; the next block is not.
+  for (float past : {v::kSinCosBound * 1.5f, 1e30f, inf, std::nanf("")}) {
+    CAPTURE(past);
+    std::vector<float> x(512), s(512), co(512);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = -40.0f + 0.37f * static_cast<float>(i);
+    x[100] = past;
+    v::sin_f32(x.data(), s.data(), 512);
+    v::cos_f32(x.data(), co.data(), 512);
+    int64_t differ = 0;
+    for (size_t i = 0; i < 256; ++i) {
+      differ += std::bit_cast<uint32_t>(s[i]) != std::bit_cast<uint32_t>(std::sin(x[i]));
+      differ += std::bit_cast<uint32_t>(co[i]) != std::bit_cast<uint32_t>(std::cos(x[i]));
+    }
+    CHECK(differ == 0);
+    for (size_t i = 256; i < 512; ++i) {
+      CHECK(ulp_error(s[i], std::sin(static_cast<double>(x[i]))) <= 2.5);
+      CHECK(ulp_error(co[i], std::cos(static_cast<double>(x[i]))) <= 2.5);
+    }
+    // In place: the same bits.
+    std::vector<float> in_place = x;
+    v::sin_f32(in_place.data(), in_place.data(), 512);
+    CHECK(std::memcmp(in_place.data(), s.data(), sizeof(float) * 512) == 0);
+  }
+}
+
+TEST_CASE("float32 sign: -1, 0 or 1, +0 for either zero, NaN stays NaN, dense and strided alike") {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float in[8] = {-2.5f, -0.0f, 0.0f, 1e-40f, -1e-40f, inf, -inf, std::nanf("")};
+  const float want[8] = {-1.0f, 0.0f, 0.0f, 1.0f, -1.0f, 1.0f, -1.0f, 0.0f};
+  // 5 x 8 values: whole vectors and a tail.
+  std::vector<double> xs;
+  for (int r = 0; r < 5; ++r) xs.insert(xs.end(), in, in + 8);
+  const int64_t n = static_cast<int64_t>(xs.size());
+  for (const Tensor& x : {make(xs, {n}, kFloat32), strided_copy(xs, {n}, kFloat32)}) {
+    const Tensor y = k::unary(UnaryOp::Sign, x);
+    for (int64_t i = 0; i < n; ++i) {
+      const float got = y.data_ptr<float>()[i];
+      CAPTURE(xs[i]);
+      if (i % 8 == 7) {
+        CHECK(std::isnan(got));
+      } else {
+        CHECK(std::bit_cast<uint32_t>(got) == std::bit_cast<uint32_t>(want[i % 8]));
+      }
+    }
+  }
+}
+
 TEST_CASE("float32 exp16_normal: exp16's bits wherever exp is a normal float, every other lane flagged") {
   namespace v = mg::cpu::vec;
   const float inf = std::numeric_limits<float>::infinity();
@@ -1348,8 +1451,9 @@ TEST_CASE("float32 exp16_normal of either sign: exp16's bits for |x| <= 86.5, ev
   }
 }
 
-TEST_CASE("float32 sigmoid, gelu_tanh and gelu_erf arrays: exp arguments outside the normal range, in place") {
-  // Blocks whose exp argument passes |x| = 86.5 (sigmoid beyond it, gelu_tanh from x = -10,
+TEST_CASE(
+    "float32 sigmoid, gelu_tanh, gelu_erf and softplus arrays: exp arguments outside the normal range, in place") {
+  // Blocks whose exp argument passes |x| = 86.5 (sigmoid and softplus beyond it, gelu_tanh from x = -10,
   // gelu_erf beyond |x| = kGeluErfNormalBound) go through the full-range exp; in place gives the
   // same bits.
   namespace v = mg::cpu::vec;
@@ -1366,9 +1470,11 @@ TEST_CASE("float32 sigmoid, gelu_tanh and gelu_erf arrays: exp arguments outside
     double (*reference)(double);
   };
   const auto gelu_erf = [](double t) { return 0.5 * t * std::erfc(-t / std::sqrt(2.0)); };
+  const auto softplus = [](double t) { return std::max(t, 0.0) + std::log1p(std::exp(-std::abs(t))); };
   const Case cases[] = {{"sigmoid", &v::sigmoid_f32, +sigmoid},
                         {"gelu_tanh", &v::gelu_tanh_f32, +gelu_tanh},
-                        {"gelu_erf", &v::gelu_erf_f32, +gelu_erf}};
+                        {"gelu_erf", &v::gelu_erf_f32, +gelu_erf},
+                        {"softplus", &v::softplus_f32, +softplus}};
   for (const Case& c : cases) {
     CAPTURE(c.name);
     std::vector<float> y(x.size()), in_place = x;

@@ -200,7 +200,7 @@ BENCHMARK(BM_mg_gelu)->Name("gelu_tanh_f32_16M/mg")->Arg(1)->UseRealTime();
 BENCHMARK(BM_mg_gelu)->Name("gelu_erf_f32_16M/mg")->Arg(0)->UseRealTime();
 
 // The other float32 unary ops with a vectorised form: log and the square roots of positive
-// inputs, tanh, sigmoid, erf and softplus of normal ones.
+// inputs, tanh, sigmoid, erf, softplus, sin, cos and sign of normal ones.
 struct UnaryCase {
   const char* name;
   Tensor (*fn)(const Tensor&);
@@ -214,6 +214,9 @@ const UnaryCase kUnaryCases[] = {
     {"sigmoid", &mg::sigmoid, false},
     {"erf", &mg::erf, false},
     {"softplus", &mg::softplus, false},
+    {"sin", &mg::sin, false},
+    {"cos", &mg::cos, false},
+    {"sign", &mg::sign, false},
 };
 
 void BM_mg_unary(benchmark::State& state) {

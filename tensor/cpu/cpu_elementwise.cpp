@@ -135,7 +135,8 @@ constexpr bool integer_unary(UnaryOp op) {
 // value does not depend on the layout it came in.
 constexpr bool has_vec_f32(UnaryOp op) {
   return op == UnaryOp::Exp || op == UnaryOp::Log || op == UnaryOp::Sigmoid || op == UnaryOp::Tanh ||
-         op == UnaryOp::GeluTanh || op == UnaryOp::GeluErf || op == UnaryOp::Softplus || op == UnaryOp::Erf;
+         op == UnaryOp::GeluTanh || op == UnaryOp::GeluErf || op == UnaryOp::Softplus || op == UnaryOp::Erf ||
+         op == UnaryOp::Sin || op == UnaryOp::Cos || op == UnaryOp::Sign;
 }
 
 template <UnaryOp Op>
@@ -144,6 +145,9 @@ void unary_dense_f32(const float* x, float* y, int64_t n) {
   if constexpr (Op == UnaryOp::Log) vec::log_f32(x, y, n);
   if constexpr (Op == UnaryOp::Softplus) vec::softplus_f32(x, y, n);
   if constexpr (Op == UnaryOp::Erf) vec::erf_f32(x, y, n);
+  if constexpr (Op == UnaryOp::Sin) vec::sin_f32(x, y, n);
+  if constexpr (Op == UnaryOp::Cos) vec::cos_f32(x, y, n);
+  if constexpr (Op == UnaryOp::Sign) vec::sign_f32(x, y, n);
   if constexpr (Op == UnaryOp::Sigmoid) vec::sigmoid_f32(x, y, n);
   if constexpr (Op == UnaryOp::Tanh) vec::tanh_f32(x, y, n);
   if constexpr (Op == UnaryOp::GeluTanh) vec::gelu_tanh_f32(x, y, n);
@@ -165,6 +169,13 @@ inline T unary_fn(T x) {
     if constexpr (Op == UnaryOp::Log) return vec::log_f32(x);
     if constexpr (Op == UnaryOp::Softplus) return vec::softplus_f32(x);
     if constexpr (Op == UnaryOp::Erf) return vec::erf_f32(x);
+    if constexpr (Op == UnaryOp::Sin) {
+      return vec::abs_f32(x) <= vec::kSinCosBound ? vec::sin_cos_reduced_f32<false>(x) : std::sin(x);
+    }
+    if constexpr (Op == UnaryOp::Cos) {
+      return vec::abs_f32(x) <= vec::kSinCosBound ? vec::sin_cos_reduced_f32<true>(x) : std::cos(x);
+    }
+    if constexpr (Op == UnaryOp::Sign) return vec::sign_f32(x);
     if constexpr (Op == UnaryOp::Sigmoid) return vec::sigmoid_f32(x);
     if constexpr (Op == UnaryOp::Tanh) return vec::tanh_f32(x);
     if constexpr (Op == UnaryOp::GeluTanh) return vec::gelu_tanh_f32(x);

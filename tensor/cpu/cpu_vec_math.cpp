@@ -1,5 +1,6 @@
 // The vectorised float32 transcendental loops of vec_math.h, one clone per vector ISA.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "simd.h"
@@ -100,9 +101,56 @@ MG_VECTORIZE void erf_f32(const float* x, float* y, int64_t n) {
       x, y, n, [](float v) __attribute__((always_inline)) { return erf_f32(v); });
 }
 
-MG_VECTORIZE void softplus_f32(const float* x, float* y, int64_t n) {
+template <typename V>
+[[gnu::always_inline]] inline void softplus_lanes(const float* x, float* y, int64_t n) {
+  map_by_exp<V>(
+      x, y, n, [](const V& v, auto exp) __attribute__((always_inline)) {
+        const V e = exp(-abs16(v));
+        return max16(v, splat16<V>(0.0f)) + e * log1p_ratio(e);
+      },
+      [](float v) __attribute__((always_inline)) { return softplus_f32(v); });
+}
+
+MG_VECTORIZE void softplus_f32(const float* x, float* y, int64_t n) { MG_WITH_LANES(softplus_lanes, x, y, n); }
+
+// y[i] = reduced(x[i]) over blocks of 16 vectors whose |x| are all within kSinCosBound; a block
+// with a lane beyond it, infinite or NaN takes exact(x[i]) (the C library) instead.
+template <typename Reduced, typename Exact>
+[[gnu::always_inline]] inline void map_within_sin_cos_bound(const float* x, float* y, int64_t n, Reduced reduced,
+                                                            Exact exact) {
+  constexpr int64_t kBlock = 16 * kVecWidth;
+  for (int64_t i = 0; i < n; i += kBlock) {
+    const int64_t len = std::min(kBlock, n - i);
+    const float* in = x + i;
+    float* out = y + i;
+    __builtin_prefetch(in + kPrefetchAhead);
+    __builtin_prefetch(in + kPrefetchAhead + kBlock / 2);
+    int32_t beyond = 0;
+    for (int64_t j = 0; j < len; ++j) beyond |= !(abs_f32(in[j]) <= kSinCosBound);
+    if (beyond == 0) {
+      MG_NO_OVERLAP
+      for (int64_t j = 0; j < len; ++j) out[j] = reduced(in[j]);
+    } else {
+      for (int64_t j = 0; j < len; ++j) out[j] = exact(in[j]);
+    }
+  }
+}
+
+MG_VECTORIZE void sin_f32(const float* x, float* y, int64_t n) {
+  map_within_sin_cos_bound(
+      x, y, n, [](float v) __attribute__((always_inline)) { return sin_cos_reduced_f32<false>(v); },
+      [](float v) { return std::sin(v); });
+}
+
+MG_VECTORIZE void cos_f32(const float* x, float* y, int64_t n) {
+  map_within_sin_cos_bound(
+      x, y, n, [](float v) __attribute__((always_inline)) { return sin_cos_reduced_f32<true>(v); },
+      [](float v) { return std::cos(v); });
+}
+
+MG_VECTORIZE void sign_f32(const float* x, float* y, int64_t n) {
   map_prefetched(
-      x, y, n, [](float v) __attribute__((always_inline)) { return softplus_f32(v); });
+      x, y, n, [](float v) __attribute__((always_inline)) { return sign_f32(v); });
 }
 
 MG_VECTORIZE void gelu_tanh_f32(const float* x, float* y, int64_t n) { MG_WITH_LANES(gelu_tanh_lanes, x, y, n); }

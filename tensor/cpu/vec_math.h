@@ -65,6 +65,12 @@ template <bool kNonPositive = false>
   return p * s1 * s2;
 }
 
+// The range where exp_normal_f32 and exp16_normal compute exp_f32's bits: for kNonPositive, x in [kExpNormalFloor, 0];
+// otherwise |x| <= kExpNormalBound. x >= -86.5 rounds to n >= -125, where p 2^n (p >= 0.7) is
+// a normal float, and x <= 86.5 to n <= 125, far from overflow.
+inline constexpr float kExpNormalFloor = -86.5f;
+inline constexpr float kExpNormalBound = 86.5f;
+
 [[gnu::always_inline]] inline float abs_f32(float x) {
   return std::bit_cast<float>(std::bit_cast<uint32_t>(x) & 0x7fffffffu);
 }
@@ -119,6 +125,25 @@ template <typename T, typename Exp>
       x, [](float v) __attribute__((always_inline)) { return exp_f32(v); });
 }
 
+// exp_f32's bits for |x| <= kExpNormalBound (above), where 2^n is one normal factor: n goes
+// straight into p's exponent field, without the clamps and the split scaling (the 16-lane form
+// is exp16_normal, which also flags lanes outside the range).
+[[gnu::always_inline]] inline float exp_normal_f32(float x) {
+  const float shifted = x * 1.44269504088896341f + kExpShifter;
+  const float n = shifted - kExpShifter;
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  const float r2 = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r2 + r + 1.0f;
+  return std::bit_cast<float>(std::bit_cast<uint32_t>(p) + (std::bit_cast<uint32_t>(shifted) << 23));
+}
+
 [[gnu::always_inline]] inline float tanh_f32(float x) {
   const float ax = abs_f32(x);
   // Small |x|: odd polynomial (Cephes tanhf), since 1 - 2 / (e^2x + 1) cancels near 0.
@@ -128,9 +153,13 @@ template <typename T, typename Exp>
   p = p * z - 5.37397155531e-2f;
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
-  const float small = p * z * x + x;
-  const float large = copysign_f32(1.0f - 2.0f / (exp_f32(2.0f * ax) + 1.0f), x);
-  return select_f32(ax < 0.625f, small, large);
+  // The copysign keeps tanh(-0) = -0 (the sum gives +0).
+  const float small = copysign_f32(p * z * x + x, x);
+  // tanh(10) rounds to 1, so clamping |x| there keeps exp's argument in its normal range. A NaN
+  // x takes the small branch (its comparison is false), which carries it.
+  const float clamped = select_f32(ax < 10.0f, ax, 10.0f);
+  const float large = copysign_f32(1.0f - 2.0f / (exp_normal_f32(2.0f * clamped) + 1.0f), x);
+  return select_f32(ax >= 0.625f, large, small);
 }
 
 // 0.5 x (1 + tanh(u)) = x sigmoid(2u): the same function without the cancellation of 1 + tanh
@@ -189,7 +218,9 @@ template <typename T>
 }
 
 // erf(x): x P(x^2) for |x| < 1 (Cephes erff's polynomial: relative error below 2e-7), otherwise
-// sign(x) (1 - erfc(|x|)) with the erfc fit above. +-inf -> +-1, NaN -> NaN.
+// sign(x) (1 - erfc(|x|)) with erfc on [1, 4] from a degree-15 Chebyshev fit in s = (|x| - 2.5) / 1.5
+// (absolute error 1e-9); beyond 4, 1 - erfc rounds to 1. No exp and no division: one element's
+// operations are independent Horner chains. +-inf -> +-1, NaN -> NaN (the clamp keeps it).
 [[gnu::always_inline]] inline float erf_f32(float x) {
   const float z = x * x;
   float p = 7.853861353153693e-5f;
@@ -200,19 +231,84 @@ template <typename T>
   p = p * z - 3.761262582423300e-1f;
   p = p * z + 1.128379165726710e+0f;
   const float a = abs_f32(x);
-  float half_t;
-  const float e = exp_f32<true>(erfc_exponent(a, half_t));
-  const float large = copysign_f32(1.0f - (half_t + half_t) * e, x);
-  return select_f32(a < 1.0f, x * p, large);
+  const float s = select_f32(a > 4.0f, 1.0f, a * 0.666666667f - 1.66666667f);
+  float q = 1.62065818807e-4f;
+  q = q * s - 2.6081955906e-4f;
+  q = q * s - 7.04792603869e-4f;
+  q = q * s + 2.04290023432e-3f;
+  q = q * s - 6.24549626459e-4f;
+  q = q * s - 4.68133513438e-3f;
+  q = q * s + 9.70703842816e-3f;
+  q = q * s - 6.62776526891e-3f;
+  q = q * s - 9.28936369876e-3f;
+  q = q * s + 3.18647668417e-2f;
+  q = q * s - 4.64508855961e-2f;
+  q = q * s + 4.36521241677e-2f;
+  q = q * s - 2.81816822125e-2f;
+  q = q * s + 1.22527874645e-2f;
+  q = q * s - 3.26742532988e-3f;
+  q = q * s + 4.06952492049e-4f;
+  return select_f32(a < 1.0f, x * p, copysign_f32(1.0f - q, x));
 }
 
-// softplus(x) = max(x, 0) + log1p(exp(-|x|)), with log1p(e) = log(u) - ((u - 1) - e) / u for
-// u = 1 + e: the correction restores what rounding u lost (exactly e when u rounds to 1).
+// log1p(e) / e for e in [0, 1]: a degree-9 Chebyshev fit (relative error below 8e-9). With it,
+// softplus needs one exp and no log or division.
+template <typename T>
+[[gnu::always_inline]] inline T log1p_ratio(const T& e) {
+  T g = -3.17605701843e-3f * e + 1.9542527261e-2f;
+  g = g * e - 5.63736128301e-2f;
+  g = g * e + 1.05436237954e-1f;
+  g = g * e - 1.52696670744e-1f;
+  g = g * e + 1.96632742572e-1f;
+  g = g * e - 2.49516162629e-1f;
+  g = g * e + 3.33297104989e-1f;
+  g = g * e - 4.99998926481e-1f;
+  return g * e + 9.99999994656e-1f;
+}
+
+// softplus(x) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1].
 [[gnu::always_inline]] inline float softplus_f32(float x) {
   const float e = exp_f32<true>(-abs_f32(x));
-  const float u = 1.0f + e;
-  const float log1p_e = log_f32(u) - ((u - 1.0f) - e) / u;
-  return select_f32(x > 0.0f, x, 0.0f) + log1p_e;
+  return select_f32(x > 0.0f, x, 0.0f) + e * log1p_ratio(e);
+}
+
+// sin(x) and cos(x) for |x| <= kSinCosBound: x = q pi/2 + r, |r| <= pi/4, with pi/2 in four
+// parts, the first three of 8, 11 and 11 bits: q times each is exact for q < 2^13, and where r
+// is small the differences are exact too, so r's error is that of the last product, about 1e-14.
+// Then Cephes sinf's and cosf's polynomials on r, chosen and signed by the
+// quadrant (cos(x) = sin(|x| + pi/2): one quadrant on). Beyond the bound, and for inf and NaN,
+// the array loop and the scalar path use the C library.
+inline constexpr float kSinCosBound = 8192.0f;
+template <bool kCos>
+[[gnu::always_inline]] inline float sin_cos_reduced_f32(float x) {
+  const float ax = abs_f32(x);
+  const float shifted = ax * 0.636619772367581343f + kExpShifter;
+  const float q = shifted - kExpShifter;
+  const uint32_t quadrant = std::bit_cast<uint32_t>(shifted) + (kCos ? 1u : 0u);
+  float r = ax - q * 1.5703125f;
+  r = r - q * 4.837512969970703125e-4f;
+  r = r - q * 7.549533620476723e-8f;
+  r = r - q * 2.5633440682570896e-12f;
+  const float z = r * r;
+  float s = -1.9515295891e-4f;
+  s = s * z + 8.3321608736e-3f;
+  s = s * z - 1.6666654611e-1f;
+  s = s * z * r + r;
+  float c = 2.443315711809948e-5f;
+  c = c * z - 1.388731625493765e-3f;
+  c = c * z + 4.166664568298827e-2f;
+  c = c * z * z - 0.5f * z + 1.0f;
+  const float v = select_f32((quadrant & 1u) != 0, c, s);
+  // Quadrants 2 and 3 negate; sin is odd, cos even.
+  uint32_t sign = (quadrant & 2u) << 30;
+  if constexpr (!kCos) sign ^= std::bit_cast<uint32_t>(x) & 0x80000000u;
+  return std::bit_cast<float>(std::bit_cast<uint32_t>(v) ^ sign);
+}
+
+// sign(x) in {-1, 0, 1}; +0 for either zero, NaN -> NaN.
+[[gnu::always_inline]] inline float sign_f32(float x) {
+  const float s = select_f32(x > 0.0f, 1.0f, 0.0f) - select_f32(x < 0.0f, 1.0f, 0.0f);
+  return select_f32(x != x, x, s);
 }
 
 // 16 float lanes as one value (GCC/Clang vector extensions), for reductions, which the
@@ -388,12 +484,6 @@ template <typename V, bool kNonPositive = false>
   return p * s1 * s2;
 }
 
-// The range where exp16_normal computes exp16's bits: for kNonPositive, x in [kExpNormalFloor, 0];
-// otherwise |x| <= kExpNormalBound. x >= -86.5 rounds to n >= -125, where p 2^n (p >= 0.7) is
-// a normal float, and x <= 86.5 to n <= 125, far from overflow.
-inline constexpr float kExpNormalFloor = -86.5f;
-inline constexpr float kExpNormalBound = 86.5f;
-
 // exp16<V, kNonPositive> inside that range, with n added straight into p's exponent field: the
 // same bits as exp16 there, with no clamp binding, for one integer shift and add in place of
 // the clamps, seven integer operations and two multiplies (the exp of a softmax row is bound by
@@ -474,6 +564,9 @@ void tanh_f32(const float* x, float* y, int64_t n);
 void log_f32(const float* x, float* y, int64_t n);
 void erf_f32(const float* x, float* y, int64_t n);
 void softplus_f32(const float* x, float* y, int64_t n);
+void sin_f32(const float* x, float* y, int64_t n);
+void cos_f32(const float* x, float* y, int64_t n);
+void sign_f32(const float* x, float* y, int64_t n);
 void gelu_tanh_f32(const float* x, float* y, int64_t n);
 void gelu_erf_f32(const float* x, float* y, int64_t n);
 
