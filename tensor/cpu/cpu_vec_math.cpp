@@ -1,5 +1,6 @@
 // The vectorised float32 transcendental loops of vec_math.h, one clone per vector ISA.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 
@@ -91,11 +92,6 @@ MG_VECTORIZE void tanh_f32(const float* x, float* y, int64_t n) {
       x, y, n, [](float v) __attribute__((always_inline)) { return tanh_f32(v); });
 }
 
-MG_VECTORIZE void log_f32(const float* x, float* y, int64_t n) {
-  map_prefetched(
-      x, y, n, [](float v) __attribute__((always_inline)) { return log_f32(v); });
-}
-
 MG_VECTORIZE void erf_f32(const float* x, float* y, int64_t n) {
   map_prefetched(
       x, y, n, [](float v) __attribute__((always_inline)) { return erf_f32(v); });
@@ -113,11 +109,11 @@ template <typename V>
 
 MG_VECTORIZE void softplus_f32(const float* x, float* y, int64_t n) { MG_WITH_LANES(softplus_lanes, x, y, n); }
 
-// y[i] = reduced(x[i]) over blocks of 16 vectors whose |x| are all within kSinCosBound; a block
-// with a lane beyond it, infinite or NaN takes exact(x[i]) (the C library) instead.
-template <typename Reduced, typename Exact>
-[[gnu::always_inline]] inline void map_within_sin_cos_bound(const float* x, float* y, int64_t n, Reduced reduced,
-                                                            Exact exact) {
+// y[i] = fast(x[i]) over blocks of 16 vectors where every key(x[i]) <= limit (an unsigned key
+// of the bits: one integer operation and a max per vector to check), otherwise exact(x[i]).
+template <typename Key, typename Fast, typename Exact>
+[[gnu::always_inline]] inline void map_by_key(const float* x, float* y, int64_t n, Key key, uint32_t limit, Fast fast,
+                                              Exact exact) {
   constexpr int64_t kBlock = 16 * kVecWidth;
   for (int64_t i = 0; i < n; i += kBlock) {
     const int64_t len = std::min(kBlock, n - i);
@@ -125,26 +121,43 @@ template <typename Reduced, typename Exact>
     float* out = y + i;
     __builtin_prefetch(in + kPrefetchAhead);
     __builtin_prefetch(in + kPrefetchAhead + kBlock / 2);
-    int32_t beyond = 0;
-    for (int64_t j = 0; j < len; ++j) beyond |= !(abs_f32(in[j]) <= kSinCosBound);
-    if (beyond == 0) {
+    uint32_t largest = 0;
+    for (int64_t j = 0; j < len; ++j) largest = std::max(largest, key(in[j]));
+    if (largest <= limit) {
       MG_NO_OVERLAP
-      for (int64_t j = 0; j < len; ++j) out[j] = reduced(in[j]);
+      for (int64_t j = 0; j < len; ++j) out[j] = fast(in[j]);
     } else {
       for (int64_t j = 0; j < len; ++j) out[j] = exact(in[j]);
     }
   }
 }
 
+// Blocks of positive normal finite x (every block of a log's usual input) skip log_f32's
+// subnormal scaling and special values.
+MG_VECTORIZE void log_f32(const float* x, float* y, int64_t n) {
+  map_by_key(
+      x, y, n, [](float v) __attribute__((always_inline)) { return normal_key(v); }, kLargestNormalKey,
+      [](float v) __attribute__((always_inline)) { return log_normal_f32(v); },
+      [](float v) __attribute__((always_inline)) { return log_f32(v); });
+}
+
+// Blocks with a lane beyond kSinCosBound, infinite or NaN (|x|'s bits above the bound's) use the
+// C library.
+inline constexpr auto abs_bits = [](float v) __attribute__((always_inline)) {
+  return std::bit_cast<uint32_t>(v) & 0x7fffffffu;
+};
+
 MG_VECTORIZE void sin_f32(const float* x, float* y, int64_t n) {
-  map_within_sin_cos_bound(
-      x, y, n, [](float v) __attribute__((always_inline)) { return sin_cos_reduced_f32<false>(v); },
+  map_by_key(
+      x, y, n, abs_bits, std::bit_cast<uint32_t>(kSinCosBound),
+      [](float v) __attribute__((always_inline)) { return sin_cos_reduced_f32<false>(v); },
       [](float v) { return std::sin(v); });
 }
 
 MG_VECTORIZE void cos_f32(const float* x, float* y, int64_t n) {
-  map_within_sin_cos_bound(
-      x, y, n, [](float v) __attribute__((always_inline)) { return sin_cos_reduced_f32<true>(v); },
+  map_by_key(
+      x, y, n, abs_bits, std::bit_cast<uint32_t>(kSinCosBound),
+      [](float v) __attribute__((always_inline)) { return sin_cos_reduced_f32<true>(v); },
       [](float v) { return std::cos(v); });
 }
 

@@ -81,15 +81,15 @@ inline constexpr float kExpNormalBound = 86.5f;
 }
 
 // log(x) = e ln2 + log(m) with x = m 2^e, m in [sqrt(1/2), sqrt 2): Cephes logf's reduction and
-// polynomial, with ln2 in two parts. Subnormal x are scaled by 2^25 first. 0 -> -inf, +inf -> +inf,
+// polynomial, with ln2 in two parts. log_normal_f32 is the whole of it for a positive, normal,
+// finite x; log_f32 also scales subnormal x by 2^25 first and returns 0 -> -inf, +inf -> +inf,
 // x < 0 -> NaN, NaN -> NaN (its own payload). Within 1 ulp of the exact value (tests/tensor_test.cpp
 // sweeps the positive floats).
-[[gnu::always_inline]] inline float log_f32(float x) {
-  const bool subnormal = x < 1.17549435e-38f;
-  const float scaled = select_f32(subnormal, x * 33554432.0f, x);
-  const uint32_t bits = std::bit_cast<uint32_t>(scaled);
+// scale_exponent: the power of two x was scaled by (0 or 25).
+[[gnu::always_inline]] inline float log_scaled_f32(float x, float scale_exponent) {
+  const uint32_t bits = std::bit_cast<uint32_t>(x);
   // The exponent field of a positive float; m = the significand in [0.5, 1).
-  float e = static_cast<float>(static_cast<int32_t>(bits >> 23) - 126) - select_f32(subnormal, 25.0f, 0.0f);
+  float e = static_cast<float>(static_cast<int32_t>(bits >> 23) - 126) - scale_exponent;
   float m = std::bit_cast<float>((bits & 0x007fffffu) | 0x3f000000u);
   const bool low = m < 0.707106781186547524f;
   e = select_f32(low, e - 1.0f, e);
@@ -106,7 +106,18 @@ inline constexpr float kExpNormalBound = 86.5f;
   p = p * m + 3.3333331174e-1f;
   float y = m * z * p + e * -2.12194440e-4f;
   y = y - 0.5f * z;
-  float r = m + y + e * 0.693359375f;
+  return m + y + e * 0.693359375f;
+}
+[[gnu::always_inline]] inline float log_normal_f32(float x) { return log_scaled_f32(x, 0.0f); }
+// Whether x is positive, normal and finite (log_normal_f32's domain), as one unsigned comparison
+// of its bits less the smallest normal's: zero, subnormals and negative x wrap around to large keys.
+inline constexpr uint32_t kSmallestNormalBits = 0x00800000u;
+inline constexpr uint32_t kLargestNormalKey = 0x7f7fffffu - kSmallestNormalBits;
+[[gnu::always_inline]] inline uint32_t normal_key(float x) { return std::bit_cast<uint32_t>(x) - kSmallestNormalBits; }
+
+[[gnu::always_inline]] inline float log_f32(float x) {
+  const bool subnormal = x < 1.17549435e-38f;
+  float r = log_scaled_f32(select_f32(subnormal, x * 33554432.0f, x), select_f32(subnormal, 25.0f, 0.0f));
   r = select_f32(x == std::bit_cast<float>(0x7f800000u), x, r);
   r = select_f32(x == 0.0f, std::bit_cast<float>(0xff800000u), r);
   r = select_f32(x < 0.0f, std::bit_cast<float>(0x7fc00000u), r);
