@@ -65,9 +65,10 @@ template <bool kNonPositive = false>
   return p * s1 * s2;
 }
 
-// The range where exp_normal_f32 and exp16_normal compute exp_f32's bits: for kNonPositive, x in [kExpNormalFloor, 0];
-// otherwise |x| <= kExpNormalBound. x >= -86.5 rounds to n >= -125, where p 2^n (p >= 0.7) is
-// a normal float, and x <= 86.5 to n <= 125, far from overflow.
+// The range where exp_normal_f32 and exp16_normal (below) compute exp_f32's bits: for
+// kNonPositive, x in [kExpNormalFloor, 0]; otherwise |x| <= kExpNormalBound. x >= -86.5 rounds
+// to n >= -125, where p 2^n (p >= 0.7) is a normal float, and x <= 86.5 to n <= 125, far from
+// overflow.
 inline constexpr float kExpNormalFloor = -86.5f;
 inline constexpr float kExpNormalBound = 86.5f;
 
@@ -286,9 +287,9 @@ template <typename T>
 // sin(x) and cos(x) for |x| <= kSinCosBound: x = q pi/2 + r, |r| <= pi/4, with pi/2 in four
 // parts, the first three of 8, 11 and 11 bits: q times each is exact for q < 2^13, and where r
 // is small the differences are exact too, so r's error is that of the last product, about 1e-14.
-// Then Cephes sinf's and cosf's polynomials on r, chosen and signed by the
-// quadrant (cos(x) = sin(|x| + pi/2): one quadrant on). Beyond the bound, and for inf and NaN,
-// the array loop and the scalar path use the C library.
+// Then Cephes sinf's and cosf's polynomials on r, chosen and signed by the quadrant (cos(x) =
+// sin(|x| + pi/2): one quadrant on). Beyond the bound, and for inf and NaN, the array loop and
+// the scalar path use the C library.
 inline constexpr float kSinCosBound = 8192.0f;
 template <bool kCos>
 [[gnu::always_inline]] inline float sin_cos_reduced_f32(float x) {
@@ -495,13 +496,12 @@ template <typename V, bool kNonPositive = false>
   return p * s1 * s2;
 }
 
-// exp16<V, kNonPositive> inside that range, with n added straight into p's exponent field: the
-// same bits as exp16 there, with no clamp binding, for one integer shift and add in place of
-// the clamps, seven integer operations and two multiplies (the exp of a softmax row is bound by
-// those). Lanes outside the range or NaN come out wrong and set `outside` (one comparison, false
-// for NaN), for the caller to redo them with exp16.
-// bits(p) + (bits(shifted) << 23) in unsigned lanes: the lanes exp16_normal flags may hold any n,
-// and their (discarded) sums may wrap.
+// exp16<V, kNonPositive> inside the range of kExpNormalFloor and kExpNormalBound, with n added straight into p's
+// exponent field: the same bits as exp16 there, with no clamp binding, for one integer shift and add in place of the
+// clamps, seven integer operations and two multiplies (the exp of a softmax row is bound by those). Lanes outside the
+// range or NaN come out wrong and set `outside` (one comparison, false for NaN), for the caller to redo them with
+// exp16. bits(p) + (bits(shifted) << 23) in unsigned lanes: the lanes exp16_normal flags may hold any n, and their
+// (discarded) sums may wrap.
 [[gnu::always_inline]] inline vf16 add_to_exponent(const vf16& p, const vf16& shifted) {
   using vu16 = uint32_t __attribute__((vector_size(64)));
   return __builtin_bit_cast(vf16, __builtin_bit_cast(vu16, p) + (__builtin_bit_cast(vu16, shifted) << 23));
