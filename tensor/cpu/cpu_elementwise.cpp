@@ -131,8 +131,9 @@ constexpr bool integer_unary(UnaryOp op) {
   return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign || op == UnaryOp::Square;
 }
 
-// float32 ops with a vectorised form in vec_math.h. Strided runs use its scalar form, so a
-// value does not depend on the layout it came in.
+// float32 ops with a vectorised form in vec_math.h. Strided runs use its scalar form: the same
+// formula, so a value depends on the layout it came in only in its last bit or two (the vector
+// clones fuse multiply-adds; this file's scalar loops, built for the baseline ISA, do not).
 constexpr bool has_vec_f32(UnaryOp op) {
   return op == UnaryOp::Exp || op == UnaryOp::Log || op == UnaryOp::Sigmoid || op == UnaryOp::Tanh ||
          op == UnaryOp::GeluTanh || op == UnaryOp::GeluErf || op == UnaryOp::Softplus || op == UnaryOp::Erf ||
