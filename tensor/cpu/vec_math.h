@@ -28,8 +28,41 @@ namespace mg::cpu::vec {
   return std::bit_cast<float>((std::bit_cast<uint32_t>(a) & mask) | (std::bit_cast<uint32_t>(b) & ~mask));
 }
 
+// c0 x^k + c1 x^(k-1) + ... + ck by Horner's rule, for a float or 16 lanes: ((c0 x + c1) x + c2)...,
+// the same operations in the same order as written out.
+template <typename T>
+[[gnu::always_inline]] inline T horner_from(const T& p, const T&) {
+  return p;
+}
+template <typename T, typename... C>
+[[gnu::always_inline]] inline T horner_from(const T& p, const T& x, float c, C... rest) {
+  return horner_from<T>(p * x + c, x, rest...);
+}
+template <typename T, typename... C>
+[[gnu::always_inline]] inline T horner(const T& x, float c0, float c1, C... rest) {
+  return horner_from<T>(c0 * x + c1, x, rest...);
+}
+
 // Adding 1.5 * 2^23 rounds a float to an integer n held in the sum's low mantissa bits.
 inline constexpr float kExpShifter = 12582912.0f;
+
+// exp(x) = p 2^n, the part every exp below shares, for a float or 16 lanes: returns p = exp(r)
+// on |r| <= ln2 / 2 and leaves n = round(x / ln2) in the low bits of `shifted` (the 1.5 * 2^23
+// shifter: kExpShifter's bits plus n; round to nearest, no float->int conversion). x must be
+// within [-104, 89] or NaN.
+template <typename T>
+[[gnu::always_inline]] inline T exp_reduced(const T& x, T& shifted) {
+  shifted = x * 1.44269504088896341f + kExpShifter;
+  const T n = shifted - kExpShifter;
+  // r = x - n ln2 with ln2 in two parts: n * 0.693359375 is exact for |n| < 2^15.
+  T r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  // exp(r) on |r| <= ln2 / 2 (Cephes expf's minimax coefficients).
+  const T r2 = r * r;
+  const T p = horner(r, 1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
+                     5.0000001201e-1f);
+  return p * r2 + r + 1.0f;
+}
 
 // kNonPositive: the caller promises x <= 0 or NaN (a softmax term x - max, a log-probability),
 // which drops the upper clamp (exact for any x below 88.7, where exp(x) is finite).
@@ -40,22 +73,9 @@ template <bool kNonPositive = false>
   // and every operation after them, so NaN comes out without a test of its own.
   float xc = select_f32(x < -104.0f, -104.0f, x);
   if constexpr (!kNonPositive) xc = select_f32(xc > 89.0f, 89.0f, xc);
-  // n = round(x / ln2) by the 1.5 * 2^23 shifter (round to nearest, no float->int conversion).
-  const float shifted = xc * 1.44269504088896341f + kExpShifter;
-  const float n = shifted - kExpShifter;
+  float shifted;
+  const float p = exp_reduced(xc, shifted);
   const int32_t ni = std::bit_cast<int32_t>(shifted) - std::bit_cast<int32_t>(kExpShifter);
-  // r = x - n ln2 with ln2 in two parts: n * 0.693359375 is exact for |n| < 2^15.
-  float r = xc - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  // exp(r) on |r| <= ln2 / 2 (Cephes expf's minimax coefficients).
-  const float r2 = r * r;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r2 + r + 1.0f;
   // 2^n as 2^(n/2) * 2^(n - n/2): both factors normal for n in [-150, 129], so subnormal results
   // and overflow to inf come out of the last multiply, rounded once.
   const int32_t n1 = ni >> 1;
@@ -96,15 +116,8 @@ inline constexpr float kExpNormalBound = 86.5f;
   e = select_f32(low, e - 1.0f, e);
   m = select_f32(low, m + m, m) - 1.0f;
   const float z = m * m;
-  float p = 7.0376836292e-2f;
-  p = p * m - 1.1514610310e-1f;
-  p = p * m + 1.1676998740e-1f;
-  p = p * m - 1.2420140846e-1f;
-  p = p * m + 1.4249322787e-1f;
-  p = p * m - 1.6668057665e-1f;
-  p = p * m + 2.0000714765e-1f;
-  p = p * m - 2.4999993993e-1f;
-  p = p * m + 3.3333331174e-1f;
+  const float p = horner(m, 7.0376836292e-2f, -1.1514610310e-1f, 1.1676998740e-1f, -1.2420140846e-1f, 1.4249322787e-1f,
+                         -1.6668057665e-1f, 2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f);
   float y = m * z * p + e * -2.12194440e-4f;
   y = y - 0.5f * z;
   return m + y + e * 0.693359375f;
@@ -141,18 +154,8 @@ template <typename T, typename Exp>
 // straight into p's exponent field, without the clamps and the split scaling (the 16-lane form
 // is exp16_normal, which also flags lanes outside the range).
 [[gnu::always_inline]] inline float exp_normal_f32(float x) {
-  const float shifted = x * 1.44269504088896341f + kExpShifter;
-  const float n = shifted - kExpShifter;
-  float r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  const float r2 = r * r;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r2 + r + 1.0f;
+  float shifted;
+  const float p = exp_reduced(x, shifted);
   return std::bit_cast<float>(std::bit_cast<uint32_t>(p) + (std::bit_cast<uint32_t>(shifted) << 23));
 }
 
@@ -160,11 +163,8 @@ template <typename T, typename Exp>
   const float ax = abs_f32(x);
   // Small |x|: odd polynomial (Cephes tanhf), since 1 - 2 / (e^2x + 1) cancels near 0.
   const float z = x * x;
-  float p = -5.70498872745e-3f;
-  p = p * z + 2.06390887954e-2f;
-  p = p * z - 5.37397155531e-2f;
-  p = p * z + 1.33314422036e-1f;
-  p = p * z - 3.33332819422e-1f;
+  const float p =
+      horner(z, -5.70498872745e-3f, 2.06390887954e-2f, -5.37397155531e-2f, 1.33314422036e-1f, -3.33332819422e-1f);
   // The copysign keeps tanh(-0) = -0 (the sum gives +0).
   const float small = copysign_f32(p * z * x + x, x);
   // tanh(10) rounds to 1, so clamping |x| there keeps exp's argument in its normal range. A NaN
@@ -200,15 +200,8 @@ template <typename T, typename Exp>
 template <typename T>
 [[gnu::always_inline]] inline T erfc_exponent(const T& a, T& half_t) {
   const T t = 1.0f / (1.0f + 0.5f * a);
-  T p = 0.17087277f * t - 0.82215223f;
-  p = p * t + 1.48851587f;
-  p = p * t - 1.13520398f;
-  p = p * t + 0.27886807f;
-  p = p * t - 0.18628806f;
-  p = p * t + 0.09678418f;
-  p = p * t + 0.37409196f;
-  p = p * t + 1.00002368f;
-  p = p * t - 1.26551223f;
+  const T p = horner(t, 0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f, -0.18628806f, 0.09678418f,
+                     0.37409196f, 1.00002368f, -1.26551223f);
   half_t = 0.5f * t;
   return p - a * a;
 }
@@ -235,31 +228,14 @@ template <typename T>
 // operations are independent Horner chains. +-inf -> +-1, NaN -> NaN (the clamp keeps it).
 [[gnu::always_inline]] inline float erf_f32(float x) {
   const float z = x * x;
-  float p = 7.853861353153693e-5f;
-  p = p * z - 8.010193625184903e-4f;
-  p = p * z + 5.188327685732524e-3f;
-  p = p * z - 2.685381193529856e-2f;
-  p = p * z + 1.128358514861418e-1f;
-  p = p * z - 3.761262582423300e-1f;
-  p = p * z + 1.128379165726710e+0f;
+  const float p = horner(z, 7.853861353153693e-5f, -8.010193625184903e-4f, 5.188327685732524e-3f,
+                         -2.685381193529856e-2f, 1.128358514861418e-1f, -3.761262582423300e-1f, 1.128379165726710e+0f);
   const float a = abs_f32(x);
   const float s = select_f32(a > 4.0f, 1.0f, a * 0.666666667f - 1.66666667f);
-  float q = 1.62065818807e-4f;
-  q = q * s - 2.6081955906e-4f;
-  q = q * s - 7.04792603869e-4f;
-  q = q * s + 2.04290023432e-3f;
-  q = q * s - 6.24549626459e-4f;
-  q = q * s - 4.68133513438e-3f;
-  q = q * s + 9.70703842816e-3f;
-  q = q * s - 6.62776526891e-3f;
-  q = q * s - 9.28936369876e-3f;
-  q = q * s + 3.18647668417e-2f;
-  q = q * s - 4.64508855961e-2f;
-  q = q * s + 4.36521241677e-2f;
-  q = q * s - 2.81816822125e-2f;
-  q = q * s + 1.22527874645e-2f;
-  q = q * s - 3.26742532988e-3f;
-  q = q * s + 4.06952492049e-4f;
+  const float q = horner(s, 1.62065818807e-4f, -2.6081955906e-4f, -7.04792603869e-4f, 2.04290023432e-3f,
+                         -6.24549626459e-4f, -4.68133513438e-3f, 9.70703842816e-3f, -6.62776526891e-3f,
+                         -9.28936369876e-3f, 3.18647668417e-2f, -4.64508855961e-2f, 4.36521241677e-2f,
+                         -2.81816822125e-2f, 1.22527874645e-2f, -3.26742532988e-3f, 4.06952492049e-4f);
   return select_f32(a < 1.0f, x * p, copysign_f32(1.0f - q, x));
 }
 
@@ -267,15 +243,8 @@ template <typename T>
 // softplus needs one exp and no log or division.
 template <typename T>
 [[gnu::always_inline]] inline T log1p_ratio(const T& e) {
-  T g = -3.17605701843e-3f * e + 1.9542527261e-2f;
-  g = g * e - 5.63736128301e-2f;
-  g = g * e + 1.05436237954e-1f;
-  g = g * e - 1.52696670744e-1f;
-  g = g * e + 1.96632742572e-1f;
-  g = g * e - 2.49516162629e-1f;
-  g = g * e + 3.33297104989e-1f;
-  g = g * e - 4.99998926481e-1f;
-  return g * e + 9.99999994656e-1f;
+  return horner(e, -3.17605701843e-3f, 1.9542527261e-2f, -5.63736128301e-2f, 1.05436237954e-1f, -1.52696670744e-1f,
+                1.96632742572e-1f, -2.49516162629e-1f, 3.33297104989e-1f, -4.99998926481e-1f, 9.99999994656e-1f);
 }
 
 // softplus(x) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1].
@@ -302,13 +271,9 @@ template <bool kCos>
   r = r - q * 7.549533620476723e-8f;
   r = r - q * 2.5633440682570896e-12f;
   const float z = r * r;
-  float s = -1.9515295891e-4f;
-  s = s * z + 8.3321608736e-3f;
-  s = s * z - 1.6666654611e-1f;
+  float s = horner(z, -1.9515295891e-4f, 8.3321608736e-3f, -1.6666654611e-1f);
   s = s * z * r + r;
-  float c = 2.443315711809948e-5f;
-  c = c * z - 1.388731625493765e-3f;
-  c = c * z + 4.166664568298827e-2f;
+  float c = horner(z, 2.443315711809948e-5f, -1.388731625493765e-3f, 4.166664568298827e-2f);
   c = c * z * z - 0.5f * z + 1.0f;
   const float v = select_f32((quadrant & 1u) != 0, c, s);
   // Quadrants 2 and 3 negate; sin is odd, cos even.
@@ -455,32 +420,14 @@ template <typename V>
   return {a.lo > b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi};
 }
 
-// exp_f32 on 16 lanes, the same operations in the same order (identical results), in two
-// halves: exp(x) = p 2^n with p = exp(r) on |r| <= ln2 / 2, then the scaling by 2^n.
-// exp16_poly is the first half for x inside the clamps, with n in the low bits of `shifted`
-// (shifted = x / ln2 + kExpShifter, rounded: kExpShifter's bits plus n).
-template <typename V>
-[[gnu::always_inline]] inline V exp16_poly(const V& x, V& shifted) {
-  shifted = x * 1.44269504088896341f + kExpShifter;
-  const V nf = shifted - kExpShifter;
-  V r = x - nf * 0.693359375f;
-  r = r + nf * 2.12194440e-4f;
-  const V r2 = r * r;
-  V p = splat16<V>(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  return p * r2 + r + 1.0f;
-}
-
+// exp_f32 on 16 lanes, the same operations in the same order (identical results): exp_reduced,
+// then the scaling by 2^n.
 template <typename V, bool kNonPositive>
 [[gnu::always_inline]] inline V exp16_reduced(const V& x, int_lanes<V>& n) {
   V xc = select16<V>(x < -104.0f, splat16<V>(-104.0f), x);
   if constexpr (!kNonPositive) xc = select16<V>(xc > 89.0f, splat16<V>(89.0f), xc);
   V shifted;
-  const V p = exp16_poly<V>(xc, shifted);
+  const V p = exp_reduced<V>(xc, shifted);
   n = __builtin_bit_cast(int_lanes<V>, shifted) - std::bit_cast<int32_t>(kExpShifter);
   return p;
 }
@@ -520,7 +467,7 @@ template <typename V, bool kNonPositive = true>
     outside |= ~(abs16(x) <= kExpNormalBound);
   }
   V shifted;
-  const V p = exp16_poly<V>(x, shifted);
+  const V p = exp_reduced<V>(x, shifted);
   // kExpShifter's bits end in nine zeros, so shifting `shifted` left by 23 leaves n << 23.
   return add_to_exponent(p, shifted);
 }
