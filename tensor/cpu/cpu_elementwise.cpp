@@ -170,12 +170,8 @@ inline T unary_fn(T x) {
     if constexpr (Op == UnaryOp::Log) return vec::log_f32(x);
     if constexpr (Op == UnaryOp::Softplus) return vec::softplus_f32(x);
     if constexpr (Op == UnaryOp::Erf) return vec::erf_f32(x);
-    if constexpr (Op == UnaryOp::Sin) {
-      return vec::abs_f32(x) <= vec::kSinCosBound ? vec::sin_cos_reduced_f32<false>(x) : std::sin(x);
-    }
-    if constexpr (Op == UnaryOp::Cos) {
-      return vec::abs_f32(x) <= vec::kSinCosBound ? vec::sin_cos_reduced_f32<true>(x) : std::cos(x);
-    }
+    if constexpr (Op == UnaryOp::Sin) return vec::sin_f32(x);
+    if constexpr (Op == UnaryOp::Cos) return vec::cos_f32(x);
     if constexpr (Op == UnaryOp::Sign) return vec::sign_f32(x);
     if constexpr (Op == UnaryOp::Sigmoid) return vec::sigmoid_f32(x);
     if constexpr (Op == UnaryOp::Tanh) return vec::tanh_f32(x);

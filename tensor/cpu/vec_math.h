@@ -14,6 +14,7 @@
 // The array kernels (cpu_vec_math.cpp) are compiled per vector ISA (simd.h). float64 keeps the
 // C library's functions: it is the dtype of reference and gradcheck runs, not of speed.
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -195,19 +196,14 @@ template <typename T, typename Exp>
 // operations (a division, P, exp) runs longer than the out-of-order window covers, so the array
 // loop (cpu_vec_math.cpp) runs the first stage over a block before the second: 1.7x the rate of
 // the one-pass loop on the AVX-512 machine of bench/RESULTS.md.
-//
-// erfc_exponent: erfc(a) = t exp(erfc_exponent(a, half_t)) for a >= 0, with half_t = t / 2.
 template <typename T>
-[[gnu::always_inline]] inline T erfc_exponent(const T& a, T& half_t) {
+[[gnu::always_inline]] inline T gelu_erf_exponent(const T& abs_x, T& half_t) {
+  const T a = abs_x * 0.70710678118654752f;
   const T t = 1.0f / (1.0f + 0.5f * a);
   const T p = horner(t, 0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f, -0.18628806f, 0.09678418f,
                      0.37409196f, 1.00002368f, -1.26551223f);
   half_t = 0.5f * t;
   return p - a * a;
-}
-template <typename T>
-[[gnu::always_inline]] inline T gelu_erf_exponent(const T& abs_x, T& half_t) {
-  return erfc_exponent<T>(abs_x * 0.70710678118654752f, half_t);
 }
 // exp_of_exponent = exp(gelu_erf_exponent(...)): r = t exp(...) = erfc(|z|), and with z = -x / sqrt 2
 // the result is x (1 - r / 2) for x > 0, x r / 2 otherwise (x = +inf gives inf, not inf * 0).
@@ -280,6 +276,13 @@ template <bool kCos>
   uint32_t sign = (quadrant & 2u) << 30;
   if constexpr (!kCos) sign ^= std::bit_cast<uint32_t>(x) & 0x80000000u;
   return std::bit_cast<float>(std::bit_cast<uint32_t>(v) ^ sign);
+}
+
+[[gnu::always_inline]] inline float sin_f32(float x) {
+  return abs_f32(x) <= kSinCosBound ? sin_cos_reduced_f32<false>(x) : std::sin(x);
+}
+[[gnu::always_inline]] inline float cos_f32(float x) {
+  return abs_f32(x) <= kSinCosBound ? sin_cos_reduced_f32<true>(x) : std::cos(x);
 }
 
 // sign(x) in {-1, 0, 1}; +0 for either zero, NaN -> NaN.
